@@ -1,0 +1,86 @@
+"""The `factory` command: thin glue over the stage modules. Only ``main`` exits the process."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from factory import __version__, config, log
+from factory.docker import Docker
+from factory.errors import FactoryError
+from factory.tools import Runner
+
+EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
+
+
+@dataclass
+class Context:
+    config_path: Path | None
+
+    @cached_property
+    def settings(self) -> config.Settings:
+        return config.load(self.config_path)
+
+    @cached_property
+    def runner(self) -> Runner:
+        return Runner(extra_path=(self.settings.tools_bin,))
+
+    @cached_property
+    def docker(self) -> Docker:
+        return Docker(self.runner, builder=self.settings.builder)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="factory.yaml to use (default: ./factory.yaml, else built-in defaults).")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
+              show_default=True, help="auto: JSON lines when stderr is not a terminal or CI is set.")
+@click.option("-v", "--verbose", count=True, help="Debug logs (commands run, timings).")
+@click.version_option(__version__, prog_name="factory")
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: Path | None, log_format: str, verbose: int) -> None:
+    """Build, test, sign and publish the organisation's container base images."""
+    log.configure(log_format, verbose)  # type: ignore[arg-type]
+    click_ctx.obj = Context(config_path)
+
+
+@cli.command()
+@pass_ctx
+def doctor(ctx: Context) -> None:
+    """Check the toolchain and local services; exit 2 with what to do when something is missing."""
+    from factory import doctor as doctor_mod
+
+    report = doctor_mod.run(ctx.settings, ctx.runner, ctx.docker)
+    click.echo(report.render())
+    if not report.ok:
+        raise doctor_mod.DoctorFailed(report)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="factory", standalone_mode=False)
+    except FactoryError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception:  # a bug: show everything needed for a report
+        traceback.print_exc()
+        click.echo(f"factory {__version__}: internal error (a bug); please report the traceback above",
+                   err=True)
+        sys.exit(EXIT_BUG)
+    sys.exit(0)

@@ -1,0 +1,28 @@
+"""Test tiers. Unit tests (everything not marked ``integration``) may not start processes or reach
+docker: an autouse guard makes subprocess calls raise, so pure logic stays pure and fast.
+Integration tests (``@pytest.mark.integration``, under tests/integration/) use the real services
+that ``make services`` starts."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+
+class SubprocessInUnitTest(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_subprocess_in_unit_tests(request, monkeypatch):
+    if request.node.get_closest_marker("integration"):
+        return
+
+    def refuse(*args, **kwargs):
+        raise SubprocessInUnitTest(
+            f"unit test tried to run a process: {args[0] if args else kwargs}; "
+            "mark it @pytest.mark.integration or keep the logic pure"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
