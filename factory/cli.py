@@ -64,6 +64,21 @@ def doctor(ctx: Context) -> None:
         raise doctor_mod.DoctorFailed(report)
 
 
+@cli.command()
+@click.argument("names", nargs=-1)
+@pass_ctx
+def seed(ctx: Context, names: tuple[str, ...]) -> None:
+    """Push locally made upstream images (busybox, noshell, debian) to the registry; print their refs.
+
+    For the demo and the integration tests: there is no Docker Hub here.
+    """
+    from factory import seed as seed_mod
+
+    seeder = seed_mod.Seeder(ctx.settings, ctx.runner, ctx.docker)
+    seeded = seeder.seed(names or tuple(seed_mod.FIXTURES), ctx.settings.platforms)
+    click.echo(seed_mod.as_json(seeded))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="factory", standalone_mode=False)

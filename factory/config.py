@@ -40,6 +40,8 @@ def schema() -> dict:
 
 
 def _defaults(node: dict) -> Any:
+    if "default" in node:
+        return node["default"]
     if node.get("type") == "object" and "properties" in node:
         return {k: _defaults(v) for k, v in node["properties"].items()}
     return node.get("default")

@@ -93,6 +93,7 @@ class Docker:
         build_args: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         cache: bool = True,
+        metadata_file: Path | None = None,
         step: str = "build",
     ) -> None:
         """One buildx build for all platforms. BuildKit's own provenance/SBOM stay off: they are
@@ -105,6 +106,7 @@ class Docker:
                 context, platforms=list(platforms), output=dict(output or {}), tags=list(tags),
                 push=push, build_args=dict(build_args or {}), labels=dict(labels or {}),
                 provenance=False, sbom=False, cache=cache, builder=self._builder, progress=False,
+                metadata_file=metadata_file,
             )
         except DockerException as e:
             raise _error(step, e) from None

@@ -17,7 +17,7 @@ TOOLS=$STATE/tools
 DEBS=$STATE/cache/debs
 APT_PRIVATE=$STATE/cache/apt-trixie
 # Bump when the set of tools changes, so that a stale tools folder is refreshed.
-TOOLSET_VERSION=3
+TOOLSET_VERSION=6
 
 SYSTEM_PKGS=(ca-certificates curl runc iptables qemu-user-static binfmt-support docker-registry
              mmdebstrap arch-test)
@@ -75,8 +75,14 @@ install_engine_from_trixie() {
   local tmp
   tmp=$(mktemp -d)
   download_debs "$tmp" "${TRIXIE_ENGINE_PKGS[@]}"
+  # The .deb file names carry the versions: re-extract only when they changed, so that a running
+  # dockerd's files are not swapped under it for nothing.
+  if [ "$(cd "$tmp" && ls ./*.deb)" = "$(cat "$TOOLS/root/.debs" 2>/dev/null)" ]; then
+    rm -rf "$tmp"; log "engine packages unchanged"; return 0
+  fi
   rm -rf "$TOOLS/root.new" && mkdir -p "$TOOLS/root.new"
   for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$TOOLS/root.new"; done
+  (cd "$tmp" && ls ./*.deb) >"$TOOLS/root.new/.debs"
   rm -rf "$TOOLS/root" "$tmp" && mv "$TOOLS/root.new" "$TOOLS/root"
 }
 
@@ -99,9 +105,9 @@ link_tools() {  # prefix where the binaries live (/ or $TOOLS/root)
 }
 
 fetch_fixture_debs() {
-  ls "$DEBS"/busybox-static_*_amd64.deb "$DEBS"/busybox-static_*_arm64.deb >/dev/null 2>&1 && return 0
-  log "fetching busybox-static (amd64, arm64) for test fixtures"
-  download_debs "$DEBS" busybox-static:amd64 busybox-static:arm64
+  ls "$DEBS"/busybox-static_*_arm64.deb "$DEBS"/tini_*_arm64.deb >/dev/null 2>&1 && return 0
+  log "fetching busybox-static and tini (amd64, arm64) for test fixtures"
+  download_debs "$DEBS" busybox-static:amd64 busybox-static:arm64 tini:amd64 tini:arm64
 }
 
 explain_unsupported() {

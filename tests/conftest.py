@@ -19,10 +19,12 @@ def _no_subprocess_in_unit_tests(request, monkeypatch):
     if request.node.get_closest_marker("integration"):
         return
 
-    def refuse(*args, **kwargs):
-        raise SubprocessInUnitTest(
-            f"unit test tried to run a process: {args[0] if args else kwargs}; "
-            "mark it @pytest.mark.integration or keep the logic pure"
-        )
+    class RefusedPopen(subprocess.Popen):
+        # Refuse in __new__, so that no half-made Popen object is left for __del__ to trip on.
+        def __new__(cls, *args, **kwargs):
+            raise SubprocessInUnitTest(
+                f"unit test tried to run a process: {args[0] if args else kwargs}; "
+                "mark it @pytest.mark.integration or keep the logic pure"
+            )
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(subprocess, "Popen", RefusedPopen)
