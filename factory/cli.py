@@ -79,6 +79,23 @@ def seed(ctx: Context, names: tuple[str, ...]) -> None:
     click.echo(seed_mod.as_json(seeded))
 
 
+@cli.command("policy")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="markdown is docs/policy.md: factory policy --format markdown > docs/policy.md")
+def policy_cmd(fmt: str) -> None:
+    """List the policy rules: id, severity, stage, and whether a manifest may waive it."""
+    import json
+
+    from factory import policy
+
+    if fmt == "json":
+        click.echo(json.dumps(policy.rule_table_rows(), indent=2))
+    elif fmt == "markdown":
+        click.echo(policy.render_docs(), nl=False)
+    else:
+        click.echo(policy.render_rule_table())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="factory", standalone_mode=False)
