@@ -94,6 +94,7 @@ class Docker:
         labels: Mapping[str, str] | None = None,
         cache: bool = True,
         metadata_file: Path | None = None,
+        file: Path | None = None,
         step: str = "build",
     ) -> None:
         """One buildx build for all platforms. BuildKit's own provenance/SBOM stay off: they are
@@ -106,7 +107,7 @@ class Docker:
                 context, platforms=list(platforms), output=dict(output or {}), tags=list(tags),
                 push=push, build_args=dict(build_args or {}), labels=dict(labels or {}),
                 provenance=False, sbom=False, cache=cache, builder=self._builder, progress=False,
-                metadata_file=metadata_file,
+                metadata_file=metadata_file, file=file,
             )
         except DockerException as e:
             raise _error(step, e) from None
@@ -118,6 +119,23 @@ class Docker:
         except DockerException as e:
             raise _error("load", e) from None
         return out[0] if out else ""
+
+    def export_filesystem(self, image: str, platform: str, dest: Path) -> None:
+        """Write the flattened filesystem of one platform of ``image`` to a tar file (no shell needed)."""
+        try:
+            container = self.client.container.create(image, platform=platform, entrypoint="/nonexistent")
+            try:
+                container.export(dest)
+            finally:
+                container.remove(force=True)
+        except DockerException as e:
+            raise _error("export", e) from None
+
+    def remove_image(self, image: str) -> None:
+        try:
+            self.client.image.remove(image, force=True)
+        except DockerException as e:
+            raise _error("image rm", e) from None
 
     def run(self, image: str, command: Sequence[str], *, platform: str, hardened: bool = True,
             user: str | None = None, entrypoint: str | None = None) -> tuple[int, str, str]:

@@ -112,7 +112,7 @@ class Seeder:
             return json.loads(meta.read_text())["containerimage.digest"]
 
     def _make_rootfs(self, fx: Fixture, p: Platform, dest: Path) -> None:
-        partial = dest.with_suffix(".partial")
+        partial = dest.with_name(f"{dest.stem}.partial.tar")  # mmdebstrap picks its format by extension
         if fx.name == "debian":
             self._mmdebstrap(p, partial)
         else:
