@@ -309,7 +309,7 @@ class Registry:
         self.requests_made: Counter[str] = Counter()
         self._log = log.get("registry")
         self._count_lock = threading.Lock()
-        self._token_lock = threading.Lock()
+        self._token_lock = threading.RLock()
         self._challenge: Challenge | None = None  # learnt from the first 401
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self.session = requests.Session()
@@ -386,8 +386,10 @@ class Registry:
                       ok=(202,))
 
     def blob_exists(self, repo: str, digest: str) -> bool:
-        resp = self._request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=repository_scope(repo, push=False),
-                             ok=(200, 404))
+        return self._has_blob(repo, digest, repository_scope(repo, push=False))
+
+    def _has_blob(self, repo: str, digest: str, scope: str) -> bool:
+        resp = self._request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=scope, ok=(200, 404))
         return resp.status_code == 200
 
     def get_blob(self, repo: str, digest: str) -> bytes:
@@ -399,9 +401,9 @@ class Registry:
 
     def push_blob(self, repo: str, digest: str, data_or_path: bytes | Path) -> bool:
         """Upload one blob (monolithic POST + PUT); False when the registry already had it."""
-        if self.blob_exists(repo, digest):
+        scope = repository_scope(repo, push=True)  # asked for the HEAD too: one token for the whole upload
+        if self._has_blob(repo, digest, scope):
             return False
-        scope = repository_scope(repo, push=True)
         started = self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
         location = started.headers.get("Location")
         if not location:
@@ -417,20 +419,29 @@ class Registry:
         return True
 
     def list_tags(self, repo: str, *, page_size: int | None = None) -> list[str]:
-        """Every tag of ``repo`` (following Link pagination); [] when the repository does not exist."""
-        url: str | None = f"{self.base}/v2/{repo}/tags/list"
+        """Every tag of ``repo``, following Link pagination; [] when the repository does not exist."""
+        return self._paginate(f"{self.base}/v2/{repo}/tags/list", "tags",
+                              scope=repository_scope(repo, push=False), page_size=page_size)
+
+    def catalog(self, *, page_size: int | None = None) -> list[str]:
+        """Every repository in the registry (where the registry allows listing them)."""
+        return self._paginate(f"{self.base}/v2/_catalog", "repositories", scope="registry:catalog:*",
+                              page_size=page_size)
+
+    def _paginate(self, url: str, key: str, *, scope: str, page_size: int | None) -> list[str]:
+        next_url: str | None = url
         params = {"n": str(page_size)} if page_size else None
-        tags: list[str] = []
-        while url:
-            resp = self._request("GET", url, scope=repository_scope(repo, push=False), params=params,
-                                 ok=(200, 404))
+        items: list[str] = []
+        while next_url:
+            resp = self._request("GET", next_url, scope=scope, params=params, ok=(200, 404))
             if resp.status_code == 404:
-                if _error_codes(resp) & {"NAME_UNKNOWN"}:
+                if "NAME_UNKNOWN" in _error_codes(resp):  # no such repository yet: no tags
                     return []
-                raise self._error(resp, "tags list not found")
-            tags.extend(resp.json().get("tags") or [])
-            url, params = next_page_url(resp.url, resp.headers.get("Link")), None
-        return tags
+                raise self._error(resp)
+            items.extend(resp.json().get(key) or [])
+            # The next link carries its own query (n and last); do not add ours again.
+            next_url, params = next_page_url(resp.url, resp.headers.get("Link")), None
+        return items
 
     def tag(self, repo: str, digest: str, tag: str, *, expect_absent: bool = False) -> None:
         """Point ``tag`` at the manifest ``digest`` already in ``repo``.
@@ -494,22 +505,21 @@ class Registry:
                  headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
         """One API call: auth from the cached challenge, one re-try after a 401, typed errors."""
         url = url if url.startswith("http") else self.base + url
-        resp = self._send(method, url, scope, headers, kwargs)
+        sent = self._auth_header(scope)
+        resp = self._send(method, url, {**(headers or {}), **sent}, kwargs)
         if resp.status_code == 401:
-            self._answer_challenge(resp, scope)
+            self._answer_challenge(resp, scope, sent.get("Authorization"))
             _rewind(kwargs.get("data"))
-            resp = self._send(method, url, scope, headers, kwargs)
+            resp = self._send(method, url, {**(headers or {}), **self._auth_header(scope)}, kwargs)
             if resp.status_code == 401:
                 raise self._error(resp, "credentials refused", auth=True)
         if resp.status_code not in tuple(ok):
             raise self._error(resp)
         return resp
 
-    def _send(self, method: str, url: str, scope: str, headers: Mapping[str, str] | None,
-              kwargs: dict[str, Any]) -> requests.Response:
-        all_headers = {**(headers or {}), **self._auth_header(scope)}
+    def _send(self, method: str, url: str, headers: Mapping[str, str], kwargs: dict[str, Any]) -> requests.Response:
         try:
-            resp = self.session.request(method, url, headers=all_headers, timeout=self.timeout, **kwargs)
+            resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as e:
             raise RegistryUnreachable(f"registry not reachable (after {self.retries} retries): {_reason(e)}",
                                       method=method, url=url.split("?")[0],
@@ -549,7 +559,7 @@ class Registry:
                 token = self._tokens[scope] = self._fetch_token(challenge, scope)
             return token
 
-    def _answer_challenge(self, resp: requests.Response, scope: str) -> None:
+    def _answer_challenge(self, resp: requests.Response, scope: str, sent: str | None) -> None:
         """A 401: learn the challenge (first time) or refresh an expired token for this scope."""
         header = resp.headers.get("WWW-Authenticate", "")
         challenge = parse_challenge(header)
@@ -557,12 +567,16 @@ class Registry:
             raise self._error(resp, f"unsupported authentication challenge {header!r}", auth=True)
         if challenge.scheme == "basic" and not self.auth:
             raise self._error(resp, "the registry wants credentials and none were found", auth=True)
-        self._challenge = challenge
-        if challenge.scheme == "bearer":
-            # The challenge names the scope this request needs; it may be wider than ours.
-            token = self._fetch_token(challenge, challenge.params.get("scope") or scope)
-            with self._token_lock:
-                self._tokens[scope] = token
+        with self._token_lock:
+            self._challenge = challenge
+            if challenge.scheme != "bearer":
+                return
+            cached = self._tokens.get(scope)
+            if cached and f"Bearer {cached}" != sent:
+                return  # another upload thread got a fresh token while this request was out
+            # Our scope is computed for the request (pull, or pull,push); the challenge's serves
+            # requests that have none of their own, like /v2/.
+            self._tokens[scope] = self._fetch_token(challenge, scope or challenge.params.get("scope", ""))
 
     def _fetch_token(self, challenge: Challenge, scope: str) -> str:
         """A bearer token from the challenge's realm (the distribution token protocol)."""
