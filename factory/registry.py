@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -31,7 +31,7 @@ from urllib3.util.retry import Retry
 
 from factory import log
 from factory.errors import CommandError, FactoryError
-from factory.ocilayout import ACCEPT_MANIFESTS, Descriptor, OciLayout, file_digest, sha256_digest
+from factory.ocilayout import ACCEPT_MANIFESTS, Descriptor, OciLayout, sha256_digest
 from factory.tools import Runner
 
 DOCKER_HUB = "docker.io"
@@ -39,7 +39,6 @@ DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key `docker login` writes for Docker Hub
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER = 60.0  # seconds; a registry asking for longer gets this, then we give up eventually
-CHUNK = 1 << 20
 
 # The reference grammar (distribution/reference), trimmed to what a client must check.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -298,6 +297,8 @@ class _Retry(Retry):
 
 
 class Registry:
+    """A client for one registry host. Thread-safe: ``push_layout`` uploads from a thread pool."""
+
     def __init__(self, host: str, *, insecure: bool = False, timeout: float = 30, retries: int = 5,
                  backoff: float = 0.5, auth: Credentials | None = None, max_connections: int = 8) -> None:
         self.host = api_host(host)
@@ -484,7 +485,7 @@ class Registry:
             manifests=layout.manifests,
             blobs_uploaded=sum(uploaded),
             blobs_skipped=len(uploaded) - sum(uploaded),
-            bytes=sum(d.size for d, up in zip(blobs, uploaded) if up),
+            bytes=sum(d.size for d, up in zip(blobs, uploaded, strict=True) if up),
         )
         self._log.info("pushed", repo=repo, index=result.index_digest, uploaded=result.blobs_uploaded,
                        skipped=result.blobs_skipped, bytes=result.bytes)
@@ -505,7 +506,8 @@ class Registry:
                  headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
         """One API call: auth from the cached challenge, one re-try after a 401, typed errors."""
         url = url if url.startswith("http") else self.base + url
-        sent = self._auth_header(scope)
+        # Credentials go only to the registry itself, never to a host a Location header names.
+        sent = self._auth_header(scope) if urlparse(url).netloc == self.host else {}
         resp = self._send(method, url, {**(headers or {}), **sent}, kwargs)
         if resp.status_code == 401:
             self._answer_challenge(resp, scope, sent.get("Authorization"))
