@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import click
 
 from factory import __version__, config, log
 from factory.docker import Docker
-from factory.errors import FactoryError
+from factory.errors import FactoryError, ManifestError, Problem
 from factory.tools import Runner
 
 EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
@@ -94,6 +96,52 @@ def policy_cmd(fmt: str) -> None:
         click.echo(policy.render_docs(), nl=False)
     else:
         click.echo(policy.render_rule_table())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_ctx
+def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
+    """Check manifests (files or folders; default: all of manifests_dir): structure, meaning, policy.
+
+    Prints every problem as `path:line: key.path: message`, then a summary; exits 1 on any error.
+    """
+    from factory import manifest, policy
+
+    settings = ctx.settings
+    try:
+        catalog = manifest.load_all(settings, list(paths) or None)
+    except ManifestError as e:
+        _echo_problems(e.problems)
+        checked = len(manifest.find_files(settings, list(paths) or None)[0])
+        click.echo(f"validated {checked} manifests: {len(e.problems)} errors, 0 warnings "
+                   "(policy runs once these are fixed)")
+        raise manifest.ValidationFailed(len(e.problems)) from None
+    findings = policy.evaluate(catalog, settings, today=date.today())
+    _echo_problems(findings)
+    errors = sum(p.severity == "error" for p in findings)
+    click.echo(f"validated {len(catalog)} manifests: {errors} errors, {len(findings) - errors} warnings")
+    if errors:
+        raise manifest.ValidationFailed(errors)
+
+
+def _echo_problems(problems) -> None:
+    from factory.manifest import shown_path
+
+    for p in sorted(problems, key=lambda p: (shown_path(p.path), p.line or 0, p.key)):
+        p = replace(p, path=shown_path(p.path))
+        click.echo(("warning: " if p.severity == "warning" else "") + str(p))
+        if os.environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the file in the PR view
+            click.echo(_github_annotation(p))
+
+
+def _github_annotation(p: Problem) -> str:
+    def escape(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    level = "warning" if p.severity == "warning" else "error"
+    where = f"file={escape(p.path)}" + (f",line={p.line}" if p.line else "")
+    return f"::{level} {where},title={escape(p.key or 'manifest').replace(',', '%2C')}::{escape(p.message)}"
 
 
 def main(argv: list[str] | None = None) -> None:
