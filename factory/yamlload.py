@@ -28,10 +28,11 @@ MAX_NODES = 50_000  # values built after alias expansion: bounds memory whatever
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster; same results
 
 _TAG = "tag:yaml.org,2002:"
-# Scalars are built by PyYAML's safe constructor, except timestamps: a date stays the text it was
-# written as, so `eol: 2028-06-30` and `eol: "2028-06-30"` mean the same thing.
+# Scalars are built by PyYAML's safe constructor, except these, kept as the text written: a date
+# (so `eol: 2028-06-30` and `eol: "2028-06-30"` mean the same thing), and YAML 1.1's `=` and `<<`
+# when they stand as values.
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
-_TIMESTAMP = f"{_TAG}timestamp"
+_TEXT_TAGS = {f"{_TAG}{t}" for t in ("timestamp", "value", "merge")}
 _KIND_TAGS = {MappingNode: f"{_TAG}map", SequenceNode: f"{_TAG}seq"}
 
 
@@ -190,7 +191,7 @@ class _Builder:
         return out
 
     def _scalar(self, node: ScalarNode, path: str) -> Any:
-        if node.tag == _TIMESTAMP:
+        if node.tag in _TEXT_TAGS:
             return node.value
         if node.tag not in _SCALAR_TAGS:
             raise YamlProblem(_line(node), path, f"YAML tag {_tag(node)} is not supported; "

@@ -33,6 +33,11 @@ def test_dates_stay_text():
     assert doc.data == {"eol": "2028-06-30", "at": "2001-12-14t21:59:43.10-05:00"}
 
 
+def test_yaml_1_1_value_and_merge_scalars_are_text():
+    doc, problems = load("a: =\nb: <<\n")
+    assert problems == [] and doc.data == {"a": "=", "b": "<<"}
+
+
 def test_keys_are_always_text():
     doc, _ = load("on: 1\n1: x\nnull: y\nyes: z\n")
     assert list(doc.data) == ["on", "1", "null", "yes"]
