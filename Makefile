@@ -59,6 +59,9 @@ render: venv
 render-check: venv
 	$(FACTORY) render --check
 
+golden: venv  ## regenerate the renderer's golden Dockerfiles (tests/unit/golden/), then review the diff
+	UPDATE_GOLDEN=1 $(PYTEST) tests/unit/test_render.py -q
+
 demo: services  ## the main job end to end on the embedded default
 	bash scripts/demo.sh
 

@@ -144,6 +144,32 @@ def _github_annotation(p: Problem) -> str:
     return f"::{level} {where},title={escape(p.key or 'manifest').replace(',', '%2C')}::{escape(p.message)}"
 
 
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--check", is_flag=True,
+              help="Write nothing: print a diff and exit 1 when images/ differs from what the manifests render.")
+@pass_ctx
+def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
+    """Render build contexts into images/<name>/ (all manifests, or the NAMES given)."""
+    from factory import render as render_mod
+    from factory.manifest import load_all
+
+    settings = ctx.settings
+    catalog = render_mod.select(load_all(settings), names)
+    if check:
+        diff = render_mod.check(catalog, settings)
+        if diff:
+            click.echo(diff, nl=False)
+            raise render_mod.StaleRender(f"{render_mod.stale_files(diff)} rendered file(s) are stale",
+                                         hint="run `factory render` and commit images/")
+        click.echo(f"{len(catalog)} image context(s) up to date")
+        return
+    touched = render_mod.write_all(catalog, settings)
+    for path in touched:
+        click.echo(f"{'removed' if not path.exists() else 'wrote'} {render_mod.display_path(path, settings)}")
+    click.echo(f"rendered {len(catalog)} image context(s): {len(touched)} file(s) changed")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="factory", standalone_mode=False)

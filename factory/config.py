@@ -90,6 +90,8 @@ class Settings:
     defaults: dict = field(hash=False)
     policy: Policy = field(hash=False)
     signing: Signing = field(hash=False)
+    # pinned apt-based image for the helper stage of no-shell images (see config.schema.json)
+    helper_image: str = ""
 
     @property
     def target(self) -> str:
@@ -172,4 +174,5 @@ def _build(d: dict, root: Path) -> Settings:
         defaults=d["defaults"],
         policy=Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()}),
         signing=Signing(**d["signing"]),
+        helper_image=d["helper_image"],
     )
