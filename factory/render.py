@@ -31,11 +31,12 @@ How the org hardening (user, timezone, CA bundle, packages) gets in depends on t
   scratch          factory.yaml: a pinned Debian/Ubuntu image, which has a shell and apt) runs
                    prepare-rootfs.sh to write exactly the files the image needs under /rootfs: the
                    upstream's own /etc/passwd and /etc/group (copied from it, so that root and
-                   distroless's nonroot stay) plus the user, the CA bundle, and the zone files when
-                   the timezone is not UTC. The final stage takes them in one
-                   ``COPY --from=helper /rootfs/ /``. A shell is needed to append to the upstream's
-                   passwd, and the upstream has none; rendering passwd from here instead would drop
-                   the upstream's entries, which the renderer cannot know.
+                   distroless's nonroot stay; scratch has none, so it gets root) plus the user, the
+                   CA bundle, and the zone files when the timezone is not UTC. The final stage takes
+                   them in one ``COPY --from=helper /rootfs/ /``. A shell is needed to append to the
+                   upstream's passwd, and the upstream has none; rendering passwd from here instead
+                   would drop the upstream's entries, which the renderer cannot know. The helper runs
+                   on the build platform (no emulation): these files are the same on every arch.
 
 Timezone: ``TZ`` is always set. UTC needs no zone file (glibc and musl read TZ=UTC without one), so
 tzdata is installed and /etc/localtime, /etc/timezone written only for another zone.
@@ -240,11 +241,7 @@ class _Base:
     ref: str  # a pinned reference, "${BASE_REF}" or "scratch"
     name_label: str | None  # already quoted
     digest_label: str | None
-    from_build_args: bool  # BASE_REF, BASE_NAME, BASE_DIGEST are build args
-
-    @property
-    def has_files(self) -> bool:
-        return self.ref != "scratch"
+    from_build_args: bool  # BASE_REF and BASE_DIGEST are build args
 
 
 # base.name is the reference built FROM: <registry>/<repository>@sha256:..., a full image reference too
@@ -480,13 +477,20 @@ def _prod_dockerfile(m: Manifest, settings: Settings) -> str:
         if tz != UTC:
             helper_args += ["--timezone", tz]
         lines += ["", *_global_args(base, _helper_image(settings)), ""]
-        if base.has_files:
+        if _keeps_upstream_etc(m):
             lines += ["# The upstream's /etc/passwd and /etc/group are kept: the helper adds the user to them.",
                       f"FROM {base.ref} AS upstream", ""]
-        lines += _helper_stage(helper_args, build_platform=True, copy_from_upstream=base.has_files)
+        lines += _helper_stage(helper_args, build_platform=True, copy_from_upstream=_keeps_upstream_etc(m))
         lines += ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
     lines += _final_block(env, _stage_args(base), labels, user)
     return "\n".join(lines) + "\n"
+
+
+def _keeps_upstream_etc(m: Manifest) -> bool:
+    """Whether the upstream has an /etc/passwd and /etc/group to keep: distroless images ship them, and an
+    org parent got them from the factory. A scratch image is taken to have none (COPY of a missing file
+    fails the build), so it gets root and the user only."""
+    return m.distro == "distroless" or m.upstream is None
 
 
 def _packages_unsupported(packages: tuple[str, ...], key: str, distro: str) -> None:

@@ -266,6 +266,22 @@ def test_distroless_keeps_the_upstreams_passwd_and_scratch_has_none_to_keep(sett
     assert '"--timezone", "America/New_York"' in scratch and '"--ca-certificates"' in scratch
 
 
+def test_a_scratch_kind_upstream_image_is_pinned_and_gets_root_and_the_user_only(settings):
+    m = make_manifest(settings, **{**CASES["scratch"], "upstream": Upstream("example.org/static/busybox", "1.37",
+                                                                             DIGEST_B)})
+    dockerfile = text(render.render_manifest(m, settings))
+    assert f"\nFROM example.org/static/busybox:1.37@{DIGEST_B}\nCOPY --from=helper /rootfs/ /\n" in dockerfile
+    assert "AS upstream" not in dockerfile and "--from=upstream" not in dockerfile  # it may have no /etc/passwd
+
+
+def test_a_no_shell_child_keeps_its_org_parents_passwd(settings):
+    m = make_manifest(settings, **{**CASES["distroless"], "upstream": None, "parent": "distroless-static-debian12"})
+    lines = logical_lines(text(render.render_manifest(m, settings)))
+    assert lines[:3] == ["ARG BASE_REF", f"ARG HELPER_REF={settings.helper_image}", "FROM ${BASE_REF} AS upstream"]
+    assert "COPY --from=upstream /etc/passwd /etc/group /rootfs/etc/" in lines
+    assert final_stage("\n".join(lines))[0] == "FROM ${BASE_REF}"
+
+
 def test_the_helper_runs_in_exec_form_with_the_values_as_arguments(settings):
     m = make_manifest(settings, **CASES["distroless"], timezone="Europe/Berlin", ca_certificates=False)
     dockerfile = text(render.render_manifest(m, settings))
