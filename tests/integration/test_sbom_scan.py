@@ -2,12 +2,15 @@
 
 Nothing is mocked: buildx builds the layout from the seeded upstreams in the local registry, trivy
 reads it. No vulnerability database can be downloaded here, so the scanner must report that (and
-the gate must follow its configured mode) rather than pretend to have scanned.
+the gate must follow its configured mode) rather than pretend to have scanned. The DB-present path
+runs the same real trivy against a tiny database of invented advisories (tests/data/trivy-db).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,9 @@ import pytest
 from factory.errors import CommandError
 from factory.ocilayout import OciLayout
 from factory.sbom import TrivySbom, license_findings, operating_system, packages, platform_view
-from factory.scan import DB_UNAVAILABLE, TrivyScanner, gate, trivy_db_status
+from factory.scan import DB_UNAVAILABLE, TrivyScanner, Vulnerability, gate, load_ignores, trivy_db_status
 
+FIXTURE_DB = Path(__file__).resolve().parents[1] / "data" / "trivy-db" / "db"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
 
@@ -130,3 +134,37 @@ def test_trivy_itself_cannot_scan_without_the_database(busybox_layout, runner, t
         with pytest.raises(CommandError) as e:
             runner.run(TrivyScanner(runner, tmp_path).argv(view))
     assert e.value.returncode != 0
+
+
+def test_scanner_with_a_database_finds_and_gates(debian_layout, runner, tmp_path):
+    """The DB-present path, with real trivy and a tiny DB of two invented advisories (see
+    tests/data/trivy-db/make_db.go): CRITICAL CVE-2099-0001 in dpkg, HIGH CVE-2099-0002 in base-files."""
+    cache = tmp_path / "trivy-cache"
+    shutil.copytree(FIXTURE_DB, cache / "db")
+    scanner = TrivyScanner(runner, cache)
+    for platform in PLATFORMS:
+        report = scanner.scan(debian_layout.root, platform)
+        assert report.db_available and report.db_updated_at == "2026-11-28T00:00:00Z"
+        found = {v.id: v for v in report.vulnerabilities}
+        assert set(found) == {"CVE-2099-0001", "CVE-2099-0002"}
+        assert found["CVE-2099-0001"] == Vulnerability(
+            "CVE-2099-0001", "dpkg", "1.21.23", "9.9.9", "CRITICAL",
+            "factory test fixture: invented critical flaw in dpkg")
+        assert found["CVE-2099-0002"].package == "base-files" and found["CVE-2099-0002"].fixed_version == ""
+
+        blocked = gate(report, image="debian-test", fail_on=["CRITICAL"], ignores=[], db_unavailable="fail")
+        assert not blocked.passed and [v.id for v in blocked.blocking] == ["CVE-2099-0001"]
+        assert blocked.counts == {"CRITICAL": 1, "HIGH": 1}
+
+    ignore_file = tmp_path / "vuln-ignore.yaml"
+    ignore_file.write_text("ignores:\n  - id: CVE-2099-0001\n    reason: invented advisory of the test database\n"
+                           "    expires: 2099-12-31\n    images: [debian-test]\n")
+    ignores = load_ignores(ignore_file, date.today())
+    accepted = gate(report, image="debian-test", fail_on=["CRITICAL"], ignores=ignores, db_unavailable="fail")
+    assert accepted.passed and accepted.ignored[0][0].id == "CVE-2099-0001"
+    assert any(m.startswith("ignored CRITICAL CVE-2099-0001 in dpkg") for m in accepted.messages)
+    # the ignore names one image; another image with the same finding still fails
+    assert not gate(report, image="other", fail_on=["CRITICAL"], ignores=ignores, db_unavailable="fail").passed
+    # HIGH blocks only when configured to
+    assert not gate(report, image="debian-test", fail_on=["CRITICAL", "HIGH"], ignores=ignores,
+                    db_unavailable="fail").passed

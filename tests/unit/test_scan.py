@@ -97,6 +97,11 @@ def write_db(cache: Path, metadata: str | None = '{"Version": 2, "UpdatedAt": "2
         (cache / "db" / "metadata.json").write_text(metadata)
 
 
+def test_db_status_of_the_fixture_database():
+    status = trivy_db_status(DATA.parent / "trivy-db")
+    assert status.available and status.updated_at == "2026-11-28T00:00:00Z"
+
+
 def test_db_status_present(tmp_path):
     write_db(tmp_path)
     status = trivy_db_status(tmp_path)
