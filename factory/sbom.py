@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from factory import platforms
 from factory.errors import EnvironmentProblem, FactoryError
 from factory.ocilayout import OCI_INDEX, Descriptor, OciLayout
 from factory.tools import INSTALL_HINT, Runner
@@ -141,9 +140,8 @@ def view_index(manifest: Descriptor) -> dict[str, Any]:
 def platform_view(layout_dir: Path, platform: str) -> Iterator[Path]:
     """A temporary OCI layout with just ``platform``'s manifest, sharing ``layout_dir``'s blobs."""
     image = OciLayout.from_dir(layout_dir).image(platform)  # names the platforms it has if absent
-    slug = platforms.parse(image.platform).slug
     with tempfile.TemporaryDirectory(prefix="factory-view-") as tmp:
-        view = Path(tmp) / slug
+        view = Path(tmp) / image.platform.replace("/", "-")  # trivy names the SBOM after it
         # trivy reads "--input PATH@ref" and "PATH:tag": either character in the path breaks it.
         if set(str(view)) & {"@", ":"}:
             raise EnvironmentProblem(f"temporary folder {tmp!r} contains '@' or ':', which trivy "
