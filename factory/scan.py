@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -377,15 +377,15 @@ class GateResult:
     counts: dict[str, int]  # by severity, over everything found (ignored included)
     messages: list[str]
     db_available: bool = True
-    fail_on: tuple[str, ...] = field(default=())
+    fail_on: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """For the publish report (JSON)."""
         return {
             "passed": self.passed, "db_available": self.db_available, "fail_on": list(self.fail_on),
             "counts": self.counts, "messages": self.messages,
-            "blocking": [v.__dict__ for v in self.blocking],
-            "ignored": [{**v.__dict__, "reason": ig.reason, "expires": ig.expires.isoformat(),
+            "blocking": [asdict(v) for v in self.blocking],
+            "ignored": [{**asdict(v), "reason": ig.reason, "expires": ig.expires.isoformat(),
                          "where": ig.where} for v, ig in self.ignored],
         }
 
@@ -418,7 +418,7 @@ def gate(report: ScanReport, *, image: str, fail_on: Sequence[str], ignores: Ite
             messages.append(f"blocking: {vuln}")
     counts = {s: n for s in SEVERITIES if (n := sum(v.severity == s for v in report.vulnerabilities))}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no vulnerabilities"
-    verdict = (f"{len(blocking)} blocking finding(s)" if blocking else "passed")
+    verdict = f"{len(blocking)} blocking finding(s)" if blocking else "passed"
     messages.append(f"{image}: {summary} ({report.scanner}); gate fails on "
                     f"{', '.join(severities) or 'nothing'}: {verdict}")
     if blocking:
