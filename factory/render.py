@@ -73,7 +73,7 @@ from factory.errors import FactoryError, ManifestError, Problem, UsageError
 from factory.model import Manifest, User
 
 # Bump when the output changes for the same input: it is part of every context, so of the fingerprint.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 
 FINGERPRINT_LABEL = "io.github.base-image-factory.fingerprint"
 VARIANT_LABEL = "io.github.base-image-factory.variant"
@@ -93,6 +93,10 @@ BASE_ARGS = ("BASE_REF", "BASE_DIGEST")  # when the base is known only at build 
 UTC = "UTC"
 # PATH of the debug variant of a no-shell image: the usual one, then busybox's applets.
 DEBUG_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox"
+
+# No setuid/setgid programs in a base image (su, passwd, mount ...): a non-root container has no
+# business changing identity, and the image tests refuse any that remain. Portable to busybox find.
+STRIP_SETUID = r"find / -xdev -type f \( -perm -4000 -o -perm -2000 \) -exec chmod a-s {} +"
 
 APT_CLEAN = (
     "apt-get clean",
@@ -380,7 +384,7 @@ def _apt_commands(m: Manifest) -> list[str]:
         f" || useradd -l -u {user.uid} -g {user.gid} -M -d /nonexistent -s /usr/sbin/nologin {_sh(user.name)}",
     ]
     commands += _timezone_commands(tz)
-    return commands + list(APT_CLEAN)
+    return commands + [STRIP_SETUID, *APT_CLEAN]
 
 
 def _apk_commands(m: Manifest) -> list[str]:
@@ -396,7 +400,7 @@ def _apk_commands(m: Manifest) -> list[str]:
         f"grep -q {_sh(f'^{user.name}:x:{user.uid}:{user.gid}:')} /etc/passwd"
         f" || adduser -u {user.uid} -G {_sh(user.name)} -S -D -H -h /nonexistent -s /sbin/nologin {_sh(user.name)}",
     ]
-    return commands + _timezone_commands(tz)
+    return commands + _timezone_commands(tz) + [STRIP_SETUID]
 
 
 def _timezone_commands(tz: str) -> list[str]:
@@ -512,11 +516,11 @@ def _debug_dockerfile(m: Manifest, settings: Settings) -> str:
         lines += ["", *_global_args(base, None), "", "FROM ${BASE_REF}", ""]
         if packages:
             if m.distro == "alpine":
-                commands = ["set -eux", "apk add --no-cache " + " ".join(map(_sh, packages))]
+                commands = ["set -eux", "apk add --no-cache " + " ".join(map(_sh, packages)), STRIP_SETUID]
             else:
                 commands = ["set -eux", "export DEBIAN_FRONTEND=noninteractive", "apt-get update",
                             "apt-get install -y --no-install-recommends " + " ".join(map(_sh, packages)),
-                            *APT_CLEAN]
+                            STRIP_SETUID, *APT_CLEAN]
             lines += ["# Tools are installed as root; the image runs as the user again below.",
                       "USER 0:0", _run(commands), ""]
     else:
