@@ -14,7 +14,7 @@ import click
 
 from factory import __version__, config, log
 from factory.docker import Docker
-from factory.errors import FactoryError, ManifestError, Problem
+from factory.errors import EnvironmentProblem, FactoryError, ManifestError, Problem, UsageError
 from factory.tools import Runner
 
 EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
@@ -23,6 +23,7 @@ EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printe
 @dataclass
 class Context:
     config_path: Path | None
+    _registries: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def settings(self) -> config.Settings:
@@ -35,6 +36,16 @@ class Context:
     @cached_property
     def docker(self) -> Docker:
         return Docker(self.runner, builder=self.settings.builder)
+
+    def registry(self, host: str):
+        """One client (one connection pool, one token cache) per registry host for this invocation."""
+        from factory import registry
+
+        if host not in self._registries:
+            self._registries[host] = registry.Registry(
+                host, insecure=self.settings.registry_is_insecure(host),
+                auth=registry.credentials_for(host, runner=self.runner))
+        return self._registries[host]
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -142,6 +153,63 @@ def _github_annotation(p: Problem) -> str:
     level = "warning" if p.severity == "warning" else "error"
     where = f"file={escape(p.path)}" + (f",line={p.line}" if p.line else "")
     return f"::{level} {where},title={escape(p.key or 'manifest').replace(',', '%2C')}::{escape(p.message)}"
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Publish every manifest, parents first.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the run's JSON report here.")
+@click.option("--force", is_flag=True, help="Build a new version even when the inputs are unchanged.")
+@click.option("--scan-report", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Use this recorded trivy JSON report instead of running the scanner.")
+@pass_ctx
+def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
+            scan_report: Path | None) -> None:
+    """Build, test, gate, push by digest, sign, attest and tag the named images."""
+    from factory import pipeline
+
+    if not names and not all_:
+        raise UsageError("name the images to publish, or pass --all")
+    report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report)
+    if report_path:
+        report_path.write_text(report.to_json())
+    click.echo(pipeline.summary(report))
+    if not report.ok:
+        from factory.publish import PublishFailed
+
+        raise PublishFailed(report)
+
+
+@cli.command()
+@click.option("--update", is_flag=True, help="Rewrite the digest line of each drifted manifest.")
+@click.option("--commit", "commit_", is_flag=True, help="With --update: one git commit per manifest.")
+@click.option("--branch", help="With --commit: commit on this branch (created from HEAD when missing).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_ctx
+def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: str) -> None:
+    """Compare each upstream tag's current digest with the pinned one. Exit 3 when something drifted."""
+    from factory import drift as drift_mod
+    from factory import manifest
+
+    if commit_ and not update:
+        raise UsageError("--commit needs --update")
+    catalog = manifest.load_all(ctx.settings)
+    drifts = drift_mod.check(catalog.ordered(), ctx.registry)
+    click.echo(drift_mod.as_json(drifts) if fmt == "json" else drift_mod.table(drifts))
+    errors = [d for d in drifts if d.error]
+    if errors:
+        raise EnvironmentProblem(f"{len(errors)} upstream(s) could not be looked up: "
+                                 + ", ".join(f"{d.name} ({d.error})" for d in errors))
+    drifted = [d for d in drifts if d.drifted]
+    updatable = [d for d in drifted if d.current]  # a tag that vanished has nothing to pin to
+    if update:
+        for d in updatable:
+            drift_mod.update_manifest(catalog[d.name], d.current)
+        if commit_ and updatable:
+            drift_mod.commit_updates(ctx.settings.root, updatable, branch)
+    if drifted:
+        raise drift_mod.DriftFound(f"{len(drifted)} upstream(s) drifted" + (" (manifests updated)" if update else ""))
 
 
 @cli.command()

@@ -1,0 +1,74 @@
+"""Predicates the factory signs about what it built: pure builders, no I/O.
+
+- Hardening conformance (``CONFORMANCE_PREDICATE_TYPE``): which checks ran on which platform
+  digest and their results, with the policy rules and waivers in force. Consumers verify it at
+  deploy time to know an image passed the org's checks, not just that it was signed.
+- SLSA v1 provenance (cosign ``--type slsaprovenance1``), written from what the factory knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+
+CONFORMANCE_PREDICATE_TYPE = "https://base-image-factory.dev/attestations/hardening-conformance/v1"
+SLSA_PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def conformance_predicate(*, image: str, version: str, platform_results: Mapping[str, Sequence],
+                          policy_rules: Sequence[str], waivers: Sequence[Mapping], factory_version: str) -> dict:
+    """``platform_results``: platform -> check results (objects with name, platform, digest,
+    passed, detail). Sorted throughout, so equal inputs give equal predicates."""
+    platforms = {}
+    for platform in sorted(platform_results):
+        checks = [asdict(c) if is_dataclass(c) else dict(c) for c in platform_results[platform]]
+        digests = sorted({c["digest"] for c in checks})
+        platforms[platform] = {
+            "digest": digests[0] if len(digests) == 1 else digests,
+            "passed": all(c["passed"] for c in checks),
+            "checks": sorted(({"name": c["name"], "passed": c["passed"], "detail": c["detail"]} for c in checks),
+                             key=lambda c: c["name"]),
+        }
+    return {
+        "image": image,
+        "version": version,
+        "passed": all(p["passed"] for p in platforms.values()),
+        "platforms": platforms,
+        "policy": {"rules": sorted(policy_rules),
+                   "waivers": sorted((_plain(w) for w in waivers), key=lambda w: w["rule"])},
+        "runtime": {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "tmpfs": ["/tmp"]},
+        "factory": {"version": factory_version},
+    }
+
+
+def _plain(w: Mapping) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in w.items()}
+
+
+def slsa_provenance(*, builder_id: str, build_type: str, manifest: Mapping, context_digest: str, base_ref: str,
+                    platforms: Sequence[str], build_args: Mapping[str, str], invocation: Mapping,
+                    started: datetime, finished: datetime, subjects: Mapping[str, str]) -> dict:
+    """A SLSA v1 provenance predicate (https://slsa.dev/provenance/v1)."""
+    base_name, _, base_digest = base_ref.partition("@")
+    return {
+        "buildDefinition": {
+            "buildType": build_type,
+            "externalParameters": {"manifest": dict(manifest), "platforms": sorted(platforms)},
+            "internalParameters": {"buildArgs": dict(sorted(build_args.items())), "contextDigest": context_digest},
+            "resolvedDependencies": [
+                {"uri": f"oci://{base_name}", "digest": {"sha256": base_digest.removeprefix("sha256:")}},
+            ],
+        },
+        "runDetails": {
+            "builder": {"id": builder_id},
+            "metadata": {"invocationId": invocation.get("run_id", ""), "startedOn": _iso(started),
+                         "finishedOn": _iso(finished)},
+            "byproducts": [{"name": name, "digest": {"sha256": d.removeprefix("sha256:")}}
+                           for name, d in sorted(subjects.items())],
+        },
+    }

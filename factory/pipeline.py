@@ -1,0 +1,83 @@
+"""Assemble a publish run from the invocation: load and check manifests, pick the stage
+implementations (signer, SBOM generator, scanner), and hand over to ``factory.publish``.
+The CLI calls this; tests can call it with their own context."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from factory import gitinfo, log, manifest, policy, render
+from factory.errors import FactoryError, ManifestError, UsageError
+from factory.publish import Publisher, RunReport, Stages
+
+VULN_IGNORE_FILE = "vuln-ignore.yaml"
+
+
+class StaleContexts(FactoryError):
+    def __init__(self, diff: str) -> None:
+        super().__init__("rendered build contexts are stale; publish builds only what was rendered and reviewed:\n"
+                         + diff, hint="run `factory render` and commit images/")
+
+
+def publish(ctx, names: Sequence[str], *, all_: bool = False, force: bool = False,
+            scan_report: Path | None = None) -> RunReport:
+    settings = ctx.settings
+    catalog = manifest.load_all(settings)
+    selected = [m.name for m in catalog.ordered()] if all_ else list(names)
+    unknown = [n for n in selected if n not in catalog]
+    if unknown:
+        raise UsageError(f"no manifest named {', '.join(unknown)}; known: {', '.join(sorted(catalog))}")
+    refuse_policy_errors(catalog, settings)
+    diff = render.check(catalog, settings)
+    if diff:
+        raise StaleContexts(diff)
+    publisher = Publisher(settings, catalog, ctx.docker, stages(ctx, scan_report), gitinfo.revision(settings.root),
+                          ctx.registry, workdir=workdir(settings), force=force)
+    report = publisher.publish(selected)
+    if report.ok:  # keep the artifacts of a failed run for inspection
+        shutil.rmtree(publisher.workdir, ignore_errors=True)
+    else:
+        log.get("publish").warning("kept the build artifacts for inspection", workdir=str(publisher.workdir))
+    return report
+
+
+def refuse_policy_errors(catalog, settings) -> None:
+    errors = [p for p in policy.evaluate(catalog, settings, today=date.today()) if p.severity == "error"]
+    if errors:
+        raise ManifestError(errors)
+
+
+def stages(ctx, scan_report: Path | None) -> Stages:
+    from factory import sbom, scan, sign
+
+    settings, runner = ctx.settings, ctx.runner
+    if not settings.signing.key and not settings.signing.keyless:
+        sign.ensure_dev_key(settings, runner)
+    cache = settings.state_dir / "cache" / "trivy"
+    scanner = scan.RecordedScanner(scan_report) if scan_report else scan.TrivyScanner(runner, cache)
+    ignore_file = settings.root / VULN_IGNORE_FILE
+    ignores = tuple(scan.load_ignores(ignore_file, date.today())) if ignore_file.exists() else ()
+    return Stages(signer=sign.Signer(settings, runner), sbom=sbom.choose_generator(runner, cache),
+                  scanner=scanner, vuln_ignores=ignores)
+
+
+def workdir(settings) -> Path:
+    path = settings.state_dir / "work" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def summary(report: RunReport) -> str:
+    lines = []
+    for i in report.images:
+        tags = (i.prod.tags if i.prod else []) + (i.debug.tags if i.debug else [])
+        digest = i.prod.index_digest if i.prod else ""
+        version = i.prod.version if i.prod else ""
+        detail = f"{version} {digest} tags: {', '.join(tags) or '-'}" if i.status != "failed" else \
+            f"failed at {i.step}: {i.error}"
+        lines.append(f"{i.name:32} {i.status:10} {detail}")
+    return "\n".join(lines)

@@ -1,0 +1,380 @@
+"""The publish pipeline for one run: build, test, gate, push by digest, sign, attest, and only then tag.
+
+Per image, parents first:
+  resolve base -> fingerprint (skip when equal to the current version) -> build (OCI layout) ->
+  test (hardened runtime) -> gates (layers/size, SBOM licenses, CVEs) -> push by digest ->
+  sign -> attest (SBOM per platform, hardening conformance, SLSA provenance) -> the same for the
+  debug variant -> tags: the immutable version first, then the floating ones.
+
+A failure at any step leaves no tag of that image written or moved, and its descendants are not
+attempted. A re-run after a fix completes without duplicating versions: the registry's tags are
+the source of truth for the next patch number, and pushes of existing blobs are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import filelock
+
+from factory import __version__, attest, gates, imagetest, log, plan, policy, render, versioning
+from factory.build import BuildRequest, BuiltImage, build, created_timestamp, missing_platforms
+from factory.config import Settings
+from factory.docker import Docker
+from factory.errors import FactoryError, StepFailed
+from factory.gitinfo import Revision
+from factory.model import Manifest
+from factory.registry import Ref, Registry
+
+LOCK_TIMEOUT = 900  # seconds to wait for another publish of the same image
+BUILDER_ID = "https://base-image-factory.dev/builders/factory-publish@v1"
+BUILD_TYPE = "https://base-image-factory.dev/build-types/buildx-oci@v1"
+
+
+@dataclass
+class VariantResult:
+    """What happened to one published artifact (the prod image or its debug variant)."""
+
+    tag_prefix: str
+    version: str = ""
+    index_digest: str = ""
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
+    fingerprint: str = ""
+    tags: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
+    attestations: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    gates: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageResult:
+    name: str
+    status: str = "pending"  # published | up-to-date | failed | skipped
+    step: str = ""  # the failed step
+    platform: str = ""
+    error: str = ""
+    base: str = ""
+    prod: VariantResult | None = None
+    debug: VariantResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started: str
+    finished: str = ""
+    factory_version: str = __version__
+    images: list[ImageResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(i.status in ("published", "up-to-date") for i in self.images)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+class PublishFailed(FactoryError):
+    def __init__(self, report: RunReport) -> None:
+        failed = [i for i in report.images if i.status in ("failed", "skipped")]
+        lines = [f"{i.name}: {i.status}" + (f" at {i.step}" + (f" [{i.platform}]" if i.platform else "")
+                                            + f": {i.error}" if i.error else "") for i in failed]
+        super().__init__("publish failed; no tag of these images was written or moved:\n  " + "\n  ".join(lines))
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The pluggable stage implementations (real ones in production and integration tests)."""
+
+    signer: object  # factory.sign.Signer
+    sbom: object  # factory.sbom.SbomGenerator
+    scanner: object  # factory.scan.Scanner
+    vuln_ignores: tuple = ()
+
+
+class Publisher:
+    def __init__(self, settings: Settings, catalog, docker: Docker, stages: Stages, revision: Revision,
+                 registry_for: Callable[[str], Registry], *, workdir: Path, force: bool = False) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.docker = docker
+        self.stages = stages
+        self.revision = revision
+        self.registry_for = registry_for
+        self.workdir = workdir
+        self.force = force
+        self.target = registry_for(settings.registry)
+        self.log = log.get("publish")
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def publish(self, names: Sequence[str]) -> RunReport:
+        report = RunReport(run_id=uuid.uuid4().hex[:12], started=_now())
+        wanted = set(names)
+        results: dict[str, ImageResult] = {}
+        for m in self.catalog.ordered():
+            if m.name not in wanted:
+                continue
+            broken = next((a.name for a in self.catalog.ancestors(m.name)
+                           if a.name in results and results[a.name].status in ("failed", "skipped")), None)
+            if broken:
+                result = ImageResult(m.name, status="skipped", error=f"parent {broken} was not published")
+            else:
+                result = self._publish_locked(m)
+            results[m.name] = result
+            report.images.append(result)
+        report.finished = _now()
+        return report
+
+    def _publish_locked(self, m: Manifest) -> ImageResult:
+        lock_dir = self.settings.state_dir / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(lock_dir / f"{self.settings.repository.replace('/', '_')}.{m.name}.lock")
+        result = ImageResult(m.name)
+        try:
+            with lock.acquire(timeout=LOCK_TIMEOUT):
+                self._publish_image(m, result)
+        except filelock.Timeout:
+            result.status, result.step = "failed", "lock"
+            result.error = f"another publish of {m.name} held the lock for {LOCK_TIMEOUT}s"
+        except StepFailed as e:
+            result.status, result.step, result.platform = "failed", e.step, e.platform or ""
+            result.error = e.message + (f" (hint: {e.hint})" if e.hint else "")
+        if result.status == "failed":
+            self.log.error("image failed", image=m.name, step=result.step, platform=result.platform or None,
+                           error=result.error)
+        return result
+
+    # --- one image ----------------------------------------------------------------------------
+
+    def _publish_image(self, m: Manifest, result: ImageResult) -> None:
+        self.log.info("image", image=m.name, version=m.version)
+        with self._step(m, result, "resolve base"):
+            base_ref, base_digest = self._resolve_base(m)
+        result.base = base_ref
+        context = self.settings.images_dir / m.name
+        with self._step(m, result, "fingerprint"):
+            fp = self._fingerprint(m, context, base_digest, variant=render.PROD)
+            existing = versioning.versions_in(self.target.list_tags(self.settings.repository), m.name)
+            current = versioning.latest(existing, m.major, m.minor)
+            if current and not self.force and self._published_fingerprint(m.name, current) == fp:
+                result.status = "up-to-date"
+                result.prod = self._current_result(m.name, current, fp)
+                self.log.info("up to date", image=m.name, version=str(current))
+                return
+            version = versioning.next_version(existing, m.major, m.minor)
+        result.prod = self._make_variant(m, result, context / "Dockerfile", base_ref, base_digest, fp, version,
+                                         debug=False)
+        if m.variant("debug"):
+            prod_ref = f"{self.settings.target}@{result.prod.index_digest}"
+            debug_fp = self._fingerprint(m, context, result.prod.index_digest, variant=render.DEBUG)
+            result.debug = self._make_variant(m, result, context / "debug" / "Dockerfile", prod_ref,
+                                              result.prod.index_digest, debug_fp, version, debug=True)
+        with self._step(m, result, "tag"):
+            self._write_tags(result.prod, existing, version)
+            if result.debug:
+                debug_existing = versioning.versions_in(self.target.list_tags(self.settings.repository),
+                                                        result.debug.tag_prefix)
+                self._write_tags(result.debug, debug_existing, version)
+        result.status = "published"
+        self.log.info("published", image=m.name, version=str(version), index=result.prod.index_digest,
+                      tags=result.prod.tags + (result.debug.tags if result.debug else []))
+
+    def _make_variant(self, m: Manifest, result: ImageResult, dockerfile: Path, base_ref: str, base_digest: str,
+                      fp: str, version: versioning.Version, *, debug: bool) -> VariantResult:
+        """Everything up to, not including, tags: build, test, gates, push, sign, attest."""
+        prefix = versioning.tag_prefix(m.name, debug=debug)
+        out = VariantResult(tag_prefix=prefix, version=str(version), fingerprint=fp)
+        label = "debug " if debug else ""
+        platforms = [str(p) for p in m.platforms]
+        started = datetime.now(UTC)
+        build_args = self._build_args(version, fp, base_ref, base_digest)
+        with self._step(m, result, f"{label}build"):
+            built = build(self.docker, BuildRequest(
+                name=prefix, dockerfile=dockerfile, platforms=tuple(platforms),
+                build_args=build_args,
+                source_date_epoch=self.revision.commit_time,
+            ), self.workdir / prefix)
+            missing = missing_platforms(built, platforms)
+            if missing:
+                raise StepFailed(m.name, "build", f"the build produced no image for {', '.join(missing)}",
+                                 platform=missing[0])
+        out.index_digest, out.platforms = built.index_digest, dict(built.platform_digests)
+        with self._step(m, result, f"{label}test"):
+            checks = imagetest.test_image(self.docker, built.archive, built.layout,
+                                          imagetest.Expectations.for_manifest(m, debug=debug))
+            out.checks = [asdict(c) for c in checks]
+            failed = imagetest.failures(checks)
+            if failed:
+                f = failed[0]
+                raise StepFailed(m.name, f"{label}test", "; ".join(f"{c.name}: {c.detail}" for c in failed[:5]),
+                                 platform=f.platform, hint="the image was not pushed; fix the manifest or its tests")
+        with self._step(m, result, f"{label}gates"):
+            gate_report = self._gates(m, built, base_ref, prefix)
+            out.gates = gate_report.measurements
+        with self._step(m, result, f"{label}push"):
+            pushed = self.target.push_layout(built.layout, self.settings.repository)
+            out.gates["push"] = {"blobs_uploaded": pushed.blobs_uploaded, "blobs_skipped": pushed.blobs_skipped,
+                                 "bytes": pushed.bytes}
+        ref = f"{self.settings.target}@{out.index_digest}"
+        with self._step(m, result, f"{label}sign"):
+            self.stages.signer.sign(ref, recursive=True)
+            out.signatures = [ref] + [f"{self.settings.target}@{d}" for d in out.platforms.values()]
+        with self._step(m, result, f"{label}attest"):
+            out.attestations = self._attest(m, out, checks, gate_report, base_ref, build_args, started)
+        return out
+
+    # --- steps --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _step(self, m: Manifest, result: ImageResult, name: str) -> Iterator[None]:
+        """Time a step and turn any expected failure inside it into a StepFailed naming the step."""
+        start = time.monotonic()
+        self.log.info("step", image=m.name, step=name)
+        try:
+            yield
+        except StepFailed:
+            raise
+        except FactoryError as e:
+            raise StepFailed(m.name, name, e.message, hint=e.hint) from e
+        finally:
+            result.timings[name] = round(time.monotonic() - start, 2)
+
+    def _resolve_base(self, m: Manifest) -> tuple[str, str]:
+        """(reference to build FROM, its index digest). Refuses a moved upstream tag and an unsigned parent."""
+        if m.upstream:
+            up = m.upstream
+            found = self.registry_for(up.registry).head_manifest(up.repository, up.tag or up.digest)
+            if found is None:
+                raise StepFailed(m.name, "resolve base", f"upstream {up.image}:{up.tag} not found")
+            if found.digest != up.digest:
+                raise StepFailed(m.name, "resolve base",
+                                 f"upstream tag {up.image}:{up.tag} now points at {found.digest}, the manifest pins "
+                                 f"{up.digest}", hint="the tag moved under us: review it, then `factory drift --update`")
+            return up.pinned_ref, up.digest
+        parent = self.catalog[m.parent]
+        tag = f"{parent.name}-v{parent.version}"
+        found = self.target.head_manifest(self.settings.repository, tag)
+        if found is None:
+            raise StepFailed(m.name, "resolve base", f"parent {parent.name} has no published {tag}",
+                             hint=f"publish {parent.name} first (factory publish {parent.name} {m.name})")
+        ref = f"{self.settings.target}@{found.digest}"
+        self.stages.signer.verify(ref)  # never build on a parent whose signature does not verify
+        return ref, found.digest
+
+    def _fingerprint(self, m: Manifest, context: Path, base_digest: str, *, variant: str) -> str:
+        if not (context / "Dockerfile").is_file():
+            raise StepFailed(m.name, "fingerprint", f"no rendered context at {context}",
+                             hint="run `factory render` and commit images/")
+        return plan.fingerprint(context_digest=plan.context_digest(context, variant), base_digest=base_digest,
+                                platforms=[str(p) for p in m.platforms], variant=variant)
+
+    def _published_fingerprint(self, name: str, version: versioning.Version) -> str | None:
+        tag = versioning.immutable_tag(name, version)
+        labels = self._labels(f"{self.settings.target}:{tag}")
+        return labels.get(plan.FINGERPRINT_LABEL)
+
+    def _labels(self, ref_text: str) -> dict[str, str]:
+        """Labels of the first platform image of an index (all platforms share them)."""
+        ref = Ref.parse(ref_text)
+        reg = self.registry_for(ref.registry)
+        raw, _, _ = reg.get_manifest(ref.repository, ref.reference)
+        doc = json.loads(raw)
+        if "manifests" in doc:
+            child = next(d for d in doc["manifests"] if d.get("platform", {}).get("os") != "unknown")
+            doc = json.loads(reg.get_manifest(ref.repository, child["digest"])[0])
+        config = json.loads(reg.get_blob(ref.repository, doc["config"]["digest"]))
+        return (config.get("config") or {}).get("Labels") or {}
+
+    def _current_result(self, name: str, version: versioning.Version, fp: str) -> VariantResult:
+        tag = versioning.immutable_tag(name, version)
+        found = self.target.head_manifest(self.settings.repository, tag)
+        return VariantResult(tag_prefix=name, version=str(version), fingerprint=fp,
+                             index_digest=found.digest if found else "", tags=[])
+
+    def _build_args(self, version: versioning.Version, fp: str, base_ref: str, base_digest: str) -> dict[str, str]:
+        return {
+            "FACTORY_VERSION": str(version),
+            "FACTORY_REVISION": self.revision.sha,
+            "FACTORY_CREATED": created_timestamp(self.revision.commit_time),
+            "FACTORY_FINGERPRINT": fp,
+            "BASE_REF": base_ref,
+            "BASE_DIGEST": base_digest,
+        }
+
+    def _gates(self, m: Manifest, built: BuiltImage, base_ref: str, prefix: str) -> gates.GateReport:
+        report = gates.GateReport()
+        base_reg = self.registry_for(Ref.parse(base_ref).registry)
+        base = gates.base_image(base_reg, base_ref, built.layout.platforms)
+        today = datetime.now(UTC).date()
+        gates.layer_and_size(m, self.settings, built, base, today, report)
+        gates.sboms_and_licenses(m, self.settings, built, self.stages.sbom, self.workdir / prefix / "sbom", report)
+        gates.vulnerabilities(m, self.settings, built, self.stages.scanner, self.stages.vuln_ignores, report,
+                              image=m.name)
+        gates.log_report(prefix, report)
+        if report.errors:
+            raise StepFailed(m.name, "gates", "; ".join(report.errors[:5]),
+                             hint="see docs/gates.md for budgets, license lists and the vulnerability ignore file")
+        report.measurements["warnings"] = report.warnings
+        return report
+
+    def _attest(self, m: Manifest, out: VariantResult, checks, gate_report: gates.GateReport, base_ref: str,
+                build_args: dict[str, str], started: datetime) -> list[dict]:
+        signer, target = self.stages.signer, self.settings.target
+        index_ref = f"{target}@{out.index_digest}"
+        done = []
+        for platform, path in sorted(gate_report.sboms.items()):
+            ref = f"{target}@{out.platforms[platform]}"
+            signer.attest(ref, path, "cyclonedx")
+            done.append({"type": "cyclonedx", "platform": platform, "subject": ref})
+        conformance = attest.conformance_predicate(
+            image=out.tag_prefix, version=out.version, platform_results=_by_platform(checks),
+            policy_rules=[r.id for r in policy.RULES], waivers=[asdict(w) for w in m.waivers],
+            factory_version=__version__)
+        signer.attest(index_ref, conformance, attest.CONFORMANCE_PREDICATE_TYPE)
+        done.append({"type": attest.CONFORMANCE_PREDICATE_TYPE, "subject": index_ref})
+        provenance = attest.slsa_provenance(
+            builder_id=BUILDER_ID, build_type=BUILD_TYPE, manifest=_manifest_doc(m),
+            context_digest=out.fingerprint, base_ref=base_ref, platforms=sorted(out.platforms),
+            build_args=build_args,
+            invocation={"run": "factory publish", "revision": self.revision.sha},
+            started=started, finished=datetime.now(UTC),
+            subjects={index_ref.split("@")[0]: out.index_digest})
+        signer.attest(index_ref, provenance, "slsaprovenance1")
+        done.append({"type": "slsaprovenance1", "subject": index_ref})
+        return done
+
+    def _write_tags(self, v: VariantResult, existing: list[versioning.Version], version: versioning.Version) -> None:
+        repo = self.settings.repository
+        immutable = versioning.immutable_tag(v.tag_prefix, version)
+        self.target.tag(repo, v.index_digest, immutable, expect_absent=True)
+        v.tags.append(immutable)
+        for tag in versioning.floating_tags_to_move(v.tag_prefix, version, existing):
+            self.target.tag(repo, v.index_digest, tag)
+            v.tags.append(tag)
+
+
+def _by_platform(checks) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for c in checks:
+        out.setdefault(c.platform, []).append(c)
+    return out
+
+
+def _manifest_doc(m: Manifest) -> dict:
+    return {"name": m.name, "version": m.version, "path": m.path.name, "distro": m.distro,
+            "upstream": asdict(m.upstream) if m.upstream else None, "parent": m.parent}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default (local registry, generated dev signing key):
+# seed upstreams -> pin digests (drift --update) -> validate -> render -> publish -> verify.
+# Runs in a scratch copy of demo/ so that the repository's own files are never touched.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FACTORY="$ROOT/.venv/bin/factory"
+STATE=${FACTORY_STATE:-/var/lib/factory}
+WS=$STATE/demo
+export FACTORY_STATE=$STATE
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "workspace $WS (a copy of demo/)"
+rm -rf "$WS"
+cp -r "$ROOT/demo" "$WS"
+cd "$WS"
+git init -q
+git config user.name "factory demo"
+git config user.email "demo@factory.invalid"
+git add -A && git commit -qm "demo manifests"
+
+say "toolchain and services"
+"$FACTORY" doctor
+
+say "seed upstream images into the local registry (no Docker Hub here)"
+"$FACTORY" seed debian noshell >seeded.json
+grep '"ref"' seeded.json
+
+say "pin upstream digests: factory drift --update --commit (exit 3 = something drifted)"
+rc=0; "$FACTORY" drift --update --commit || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 3 ] || exit "$rc"
+
+say "validate manifests and policy"
+"$FACTORY" validate
+
+say "render build contexts"
+"$FACTORY" render
+git add -A && git commit -qm "render" || true
+
+say "publish: build 2 platforms, test, gate, push by digest, sign, attest, tag"
+"$FACTORY" publish --all --report "$WS/report.json"
+
+say "verify what app teams pull"
+for name in debian-12-minbase debian-12-python static-noshell; do
+  "$FACTORY" verify "127.0.0.1:5000/myorg/base:$name-v1.0"
+done
+
+cat <<MSG
+
+Done. Where to look:
+  report         $WS/report.json
+  tags           curl -s http://127.0.0.1:5000/v2/myorg/base/tags/list
+  public key     $STATE/keys/cosign.pub
+Verify like an app team, with the cosign CLI itself:
+  cosign verify --key $STATE/keys/cosign.pub --insecure-ignore-tlog=true \\
+    --allow-http-registry 127.0.0.1:5000/myorg/base:debian-12-minbase-v1.0
+  cosign verify-attestation --type cyclonedx --key $STATE/keys/cosign.pub --insecure-ignore-tlog=true \\
+    --allow-http-registry 127.0.0.1:5000/myorg/base:debian-12-minbase-v1.0
+(cosign is at $STATE/tools/bin/cosign)
+MSG

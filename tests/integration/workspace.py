@@ -1,0 +1,124 @@
+"""A throwaway factory repository for integration tests: factory.yaml, manifests built on the seeded
+upstreams, a git history, and the `factory` CLI run in it as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+import requests
+import yaml
+
+INDEX_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+                "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+@dataclass
+class Workspace:
+    root: Path
+    registry: str
+    repository: str
+    state_dir: Path
+
+    @classmethod
+    def create(cls, root: Path, *, registry: str, state_dir: Path, extra_config: dict | None = None) -> Workspace:
+        ws = cls(root, registry, f"t{uuid.uuid4().hex[:10]}/base", state_dir)
+        config = {
+            "registry": registry,
+            "repository": ws.repository,
+            "state_dir": str(state_dir),
+            # No vulnerability database can be downloaded here: say so loudly, don't fail every test.
+            "policy": {"scanner_db_unavailable": "warn"},
+            **(extra_config or {}),
+        }
+        (root / "manifests").mkdir(parents=True)
+        (root / "factory.yaml").write_text(yaml.safe_dump(config))
+        git.Repo.init(root)
+        return ws
+
+    def add_manifest(self, doc: dict) -> Path:
+        path = self.root / "manifests" / f"{doc['name']}.yaml"
+        path.write_text(yaml.safe_dump({"apiVersion": "factory/v1", **doc}, sort_keys=False))
+        return path
+
+    def commit(self, message: str = "test") -> str:
+        repo = git.Repo(self.root)
+        repo.git.add(A=True)
+        repo.index.commit(message)
+        return repo.head.commit.hexsha
+
+    def factory(self, *args: str, env: dict | None = None, timeout: float = 1500) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "factory", "--config", str(self.root / "factory.yaml"), *args],
+            cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, "CI": "true", **(env or {})},
+        )
+        return proc
+
+    def push_dummy(self, docker, folder: Path, tag: str) -> str:
+        """Push a tiny unrelated 2-platform image to this repository under ``tag``; its index digest."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "Dockerfile").write_text(f"FROM scratch\nCOPY marker /marker-{uuid.uuid4().hex}\n")
+        (folder / "marker").write_text(tag)
+        docker.build(folder, platforms=["linux/amd64", "linux/arm64"],
+                     output={"type": "image", "name": self.ref(tag), "push": "true"})
+        return self.digest(tag)
+
+    # --- registry look-ups (plain HTTP, independent of the factory's own client) -----------------
+
+    def tags(self) -> dict[str, str]:
+        """tag -> digest for every tag of the test repository (cosign's sha256-*.sig/.att excluded)."""
+        resp = requests.get(f"http://{self.registry}/v2/{self.repository}/tags/list", timeout=10)
+        if resp.status_code == 404:
+            return {}
+        names = [t for t in resp.json().get("tags") or [] if not t.startswith("sha256-")]
+        return {t: self.digest(t) for t in names}
+
+    def digest(self, reference: str) -> str:
+        resp = requests.head(f"http://{self.registry}/v2/{self.repository}/manifests/{reference}",
+                             headers={"Accept": INDEX_ACCEPT}, timeout=10)
+        resp.raise_for_status()
+        return resp.headers["Docker-Content-Digest"]
+
+    def manifest(self, reference: str) -> dict:
+        resp = requests.get(f"http://{self.registry}/v2/{self.repository}/manifests/{reference}",
+                            headers={"Accept": INDEX_ACCEPT}, timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def platforms(self, reference: str) -> dict[str, str]:
+        index = self.manifest(reference)
+        return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
+
+    def labels(self, reference: str) -> dict[str, str]:
+        first = next(iter(self.platforms(reference).values()))
+        config_digest = self.manifest(first)["config"]["digest"]
+        resp = requests.get(f"http://{self.registry}/v2/{self.repository}/blobs/{config_digest}", timeout=10)
+        return json.loads(resp.content)["config"].get("Labels") or {}
+
+    def ref(self, reference: str) -> str:
+        sep = "@" if reference.startswith("sha256:") else ":"
+        return f"{self.registry}/{self.repository}{sep}{reference}"
+
+
+def manifest_on(seeded, name: str, **overrides) -> dict:
+    """A minimal valid manifest built on a seeded upstream fixture."""
+    doc = {
+        "name": name,
+        "version": "1.0",
+        "description": f"integration test image on {seeded.name}",
+        "upstream": {"image": seeded.image, "tag": seeded.tag, "digest": seeded.digest},
+        "distro": seeded.distro,
+        "platforms": ["linux/amd64", "linux/arm64"],
+        "eol": "2028-06-30",
+    }
+    if seeded.release:
+        doc["release"] = seeded.release
+    doc.update(overrides)
+    return doc
