@@ -238,6 +238,40 @@ def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
     click.echo(f"rendered {len(catalog)} image context(s): {len(touched)} file(s) changed")
 
 
+@cli.command()
+@click.argument("ref")
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="cosign public key (default: the configured key's .pub, or the dev key's).")
+@pass_ctx
+def verify(ctx: Context, ref: str, public_key: Path | None) -> None:
+    """Verify a published image (tag or digest): signature, SBOM per platform, conformance, provenance, labels."""
+    from factory import manifest, sign
+    from factory import verify as verify_mod
+
+    signer = sign.Signer(ctx.settings, ctx.runner)
+    try:
+        manifests = manifest.load_all(ctx.settings)
+    except ManifestError:
+        manifests = {}  # verifying needs no local manifests; the label check just has less to compare
+    report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key)
+    click.echo(report.render())
+    if report.index_digest:
+        click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
+            verify_mod.cosign_commands(report, public_key or signer.public_key)))
+    if not report.ok:
+        raise verify_mod.NotVerified(report)
+
+
+@cli.command()
+@pass_ctx
+def keygen(ctx: Context) -> None:
+    """Create the development cosign key pair under the state folder (once; never overwritten)."""
+    from factory import sign
+
+    key, pub = sign.ensure_dev_key(ctx.settings, ctx.runner)
+    click.echo(f"private key: {key}\npublic key:  {pub}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="factory", standalone_mode=False)

@@ -113,13 +113,14 @@ class Publisher:
         self.registry_for = registry_for
         self.workdir = workdir
         self.force = force
+        self.run_id = uuid.uuid4().hex[:12]
         self.target = registry_for(settings.registry)
         self.log = log.get("publish")
 
     # --- the run ------------------------------------------------------------------------------
 
     def publish(self, names: Sequence[str]) -> RunReport:
-        report = RunReport(run_id=uuid.uuid4().hex[:12], started=_now())
+        report = RunReport(run_id=self.run_id, started=_now())
         wanted = set(names)
         results: dict[str, ImageResult] = {}
         for m in self.catalog.ordered():
@@ -347,7 +348,7 @@ class Publisher:
             builder_id=BUILDER_ID, build_type=BUILD_TYPE, manifest=_manifest_doc(m),
             context_digest=out.fingerprint, base_ref=base_ref, platforms=sorted(out.platforms),
             build_args=build_args,
-            invocation={"run": "factory publish", "revision": self.revision.sha},
+            invocation={"run_id": self.run_id, "revision": self.revision.sha},
             started=started, finished=datetime.now(UTC),
             subjects={index_ref.split("@")[0]: out.index_digest})
         signer.attest(index_ref, provenance, "slsaprovenance1")

@@ -89,6 +89,22 @@ def test_noshell_upstream_is_hardened_without_run_and_published(ws, seeded, dock
         assert rc == 0, err
 
 
+def test_factory_verify_accepts_the_right_key_and_refuses_another(ws, seeded, runner, tmp_path):
+    ws.add_manifest(manifest_on(seeded["busybox"], "verified"))
+    proc, _ = publish(ws, "verified")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    good = ws.factory("verify", ws.ref("verified-v1"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    for check in ("signature (index)", "sbom attestation (linux/amd64)", "sbom attestation (linux/arm64)",
+                  "hardening conformance", "slsa provenance", "base.digest label"):
+        assert any(line.startswith("ok") and check in line for line in good.stdout.splitlines()), check
+    subprocess.run([runner.require("cosign"), "generate-key-pair"], cwd=tmp_path, env={"COSIGN_PASSWORD": ""},
+                   capture_output=True, check=True)
+    bad = ws.factory("verify", ws.ref("verified-v1"), "--key", str(tmp_path / "cosign.pub"))
+    assert bad.returncode == 1
+    assert "FAILED signature (index)" in bad.stdout and "not verified" in bad.stderr
+
+
 def test_child_base_digest_is_the_parents_published_index(ws, seeded):
     ws.add_manifest(manifest_on(seeded["noshell"], "parent"))
     child = manifest_on(seeded["noshell"], "child", env={"APP_MODE": "child"})

@@ -1,0 +1,52 @@
+from datetime import UTC, date, datetime
+
+from factory.attest import conformance_predicate, slsa_provenance
+from factory.imagetest import CheckResult
+
+
+def results(passed=True):
+    return {
+        "linux/arm64": [CheckResult("no-setuid", "linux/arm64", "sha256:b", True, "none"),
+                        CheckResult("config-user", "linux/arm64", "sha256:b", passed, "USER 1001:1001")],
+        "linux/amd64": [CheckResult("config-user", "linux/amd64", "sha256:a", True, "USER 1001:1001")],
+    }
+
+
+def predicate(**over):
+    args = dict(image="py", version="1.2.3", platform_results=results(), policy_rules=["POL-002", "POL-001"],
+                waivers=[{"rule": "POL-006", "reason": "known, tracked", "expires": date(2027, 1, 1)}],
+                factory_version="0.1.0")
+    return conformance_predicate(**(args | over))
+
+
+def test_conformance_records_checks_per_platform_digest():
+    p = predicate()
+    assert p["passed"] is True
+    assert p["platforms"]["linux/arm64"]["digest"] == "sha256:b"
+    assert [c["name"] for c in p["platforms"]["linux/arm64"]["checks"]] == ["config-user", "no-setuid"]
+    assert p["policy"]["rules"] == ["POL-001", "POL-002"]
+    assert p["policy"]["waivers"][0]["expires"] == "2027-01-01"
+
+
+def test_one_failed_check_fails_the_predicate():
+    p = predicate(platform_results=results(passed=False))
+    assert p["passed"] is False and p["platforms"]["linux/arm64"]["passed"] is False
+    assert p["platforms"]["linux/amd64"]["passed"] is True
+
+
+def test_conformance_is_deterministic():
+    assert predicate() == predicate(platform_results=dict(reversed(list(results().items()))))
+
+
+def test_slsa_provenance_shape():
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    p = slsa_provenance(builder_id="b", build_type="t", manifest={"name": "py"}, context_digest="sha256:c",
+                        base_ref="reg/upstream/debian@sha256:" + "d" * 64, platforms=["linux/arm64", "linux/amd64"],
+                        build_args={"B": "2", "A": "1"}, invocation={"run_id": "r1"}, started=t0, finished=t1,
+                        subjects={"reg/myorg/base": "sha256:" + "e" * 64})
+    bd, rd = p["buildDefinition"], p["runDetails"]
+    assert bd["buildType"] == "t" and bd["externalParameters"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert list(bd["internalParameters"]["buildArgs"]) == ["A", "B"]
+    assert bd["resolvedDependencies"] == [{"uri": "oci://reg/upstream/debian", "digest": {"sha256": "d" * 64}}]
+    assert rd["builder"]["id"] == "b" and rd["metadata"] == {"invocationId": "r1", "startedOn": "2026-01-01T00:00:00Z",
+                                                            "finishedOn": "2026-01-01T00:05:00Z"}
