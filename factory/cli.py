@@ -257,7 +257,7 @@ def verify(ctx: Context, ref: str, public_key: Path | None) -> None:
     click.echo(report.render())
     if report.index_digest:
         click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
-            verify_mod.cosign_commands(report, public_key or signer.public_key)))
+            verify_mod.cosign_commands(report, signer, public_key)))
     if not report.ok:
         raise verify_mod.NotVerified(report)
 

@@ -80,8 +80,9 @@ class CommandError(FactoryError):
         self.stderr = stderr
         self.step = step
         tail = "\n".join(stderr.strip().splitlines()[-20:])
-        prefix = f"{step}: " if step else ""
-        super().__init__(f"{prefix}`{' '.join(self.argv[:3])} ...` exited {returncode}:\n{tail}")
+        # Without the step: what a caller that names the step itself (StepFailed) shows.
+        self.detail = f"`{' '.join(self.argv[:3])} ...` exited {returncode}:\n{tail}"
+        super().__init__(f"{step}: {self.detail}" if step else self.detail)
 
 
 class StepFailed(FactoryError):

@@ -57,7 +57,9 @@ def base_image(registry: Registry, ref_text: str, platforms: Sequence[str]) -> B
 
 
 def layer_and_size(m: Manifest, settings: Settings, built: BuiltImage, base: BaseImage, today: date,
-                   report: GateReport) -> None:
+                   report: GateReport, *, budgets: bool = True) -> None:
+    """Measure layers and size against the base; judge them against the budgets unless told not to
+    (a debug variant carries tools by design and is never deployed: measured, not judged)."""
     for image in built.layout.images:
         p = image.platform
         total, size = len(image.layers), image.compressed_size
@@ -67,9 +69,10 @@ def layer_and_size(m: Manifest, settings: Settings, built: BuiltImage, base: Bas
             "size": size, "base_size": base_size, "overhead_bytes": size - base_size,
             "overhead_percent": round(100 * (size - base_size) / base_size, 2) if base_size else None,
         }
-        problems = policy.check_artifact(m, settings, today, platform=p, added_layers=total - base_layers,
-                                         total_layers=total, size_bytes=size, base_size_bytes=base_size or None)
-        _sort(problems, report)
+        if budgets:
+            _sort(policy.check_artifact(m, settings, today, platform=p, added_layers=total - base_layers,
+                                        total_layers=total, size_bytes=size, base_size_bytes=base_size or None),
+                  report)
 
 
 def sboms_and_licenses(m: Manifest, settings: Settings, built: BuiltImage, generator, workdir: Path,

@@ -221,7 +221,7 @@ class Publisher:
                 raise StepFailed(m.name, f"{label}test", "; ".join(f"{c.name}: {c.detail}" for c in failed[:5]),
                                  platform=f.platform, hint="the image was not pushed; fix the manifest or its tests")
         with self._step(m, result, f"{label}gates"):
-            gate_report = self._gates(m, built, base_ref, prefix)
+            gate_report = self._gates(m, built, base_ref, prefix, debug=debug)
             out.gates = gate_report.measurements
         with self._step(m, result, f"{label}push"):
             pushed = self.target.push_layout(built.layout, self.settings.repository)
@@ -247,7 +247,7 @@ class Publisher:
         except StepFailed:
             raise
         except FactoryError as e:
-            raise StepFailed(m.name, name, e.message, hint=e.hint) from e
+            raise StepFailed(m.name, name, getattr(e, "detail", e.message), hint=e.hint) from e
         finally:
             result.timings[name] = round(time.monotonic() - start, 2)
 
@@ -282,20 +282,7 @@ class Publisher:
 
     def _published_fingerprint(self, name: str, version: versioning.Version) -> str | None:
         tag = versioning.immutable_tag(name, version)
-        labels = self._labels(f"{self.settings.target}:{tag}")
-        return labels.get(plan.FINGERPRINT_LABEL)
-
-    def _labels(self, ref_text: str) -> dict[str, str]:
-        """Labels of the first platform image of an index (all platforms share them)."""
-        ref = Ref.parse(ref_text)
-        reg = self.registry_for(ref.registry)
-        raw, _, _ = reg.get_manifest(ref.repository, ref.reference)
-        doc = json.loads(raw)
-        if "manifests" in doc:
-            child = next(d for d in doc["manifests"] if d.get("platform", {}).get("os") != "unknown")
-            doc = json.loads(reg.get_manifest(ref.repository, child["digest"])[0])
-        config = json.loads(reg.get_blob(ref.repository, doc["config"]["digest"]))
-        return (config.get("config") or {}).get("Labels") or {}
+        return self.target.labels(self.settings.repository, tag).get(plan.FINGERPRINT_LABEL)
 
     def _current_result(self, name: str, version: versioning.Version, fp: str) -> VariantResult:
         tag = versioning.immutable_tag(name, version)
@@ -313,12 +300,12 @@ class Publisher:
             "BASE_DIGEST": base_digest,
         }
 
-    def _gates(self, m: Manifest, built: BuiltImage, base_ref: str, prefix: str) -> gates.GateReport:
+    def _gates(self, m: Manifest, built: BuiltImage, base_ref: str, prefix: str, *, debug: bool) -> gates.GateReport:
         report = gates.GateReport()
         base_reg = self.registry_for(Ref.parse(base_ref).registry)
         base = gates.base_image(base_reg, base_ref, built.layout.platforms)
         today = datetime.now(UTC).date()
-        gates.layer_and_size(m, self.settings, built, base, today, report)
+        gates.layer_and_size(m, self.settings, built, base, today, report, budgets=not debug)
         gates.sboms_and_licenses(m, self.settings, built, self.stages.sbom, self.workdir / prefix / "sbom", report)
         gates.vulnerabilities(m, self.settings, built, self.stages.scanner, self.stages.vuln_ignores, report,
                               image=m.name)

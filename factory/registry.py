@@ -31,7 +31,7 @@ from urllib3.util.retry import Retry
 
 from factory import log
 from factory.errors import CommandError, FactoryError
-from factory.ocilayout import ACCEPT_MANIFESTS, Descriptor, OciLayout, sha256_digest
+from factory.ocilayout import ACCEPT_MANIFESTS, INDEX_TYPES, Descriptor, OciLayout, platform_string, sha256_digest
 from factory.tools import Runner
 
 DOCKER_HUB = "docker.io"
@@ -466,6 +466,24 @@ class Registry:
             raise RegistryError(f"tag {tag} was changed by someone else while being written "
                                 f"(now {after.digest if after else 'absent'}, wrote {digest})",
                                 url=f"{self.base}/v2/{repo}/manifests/{tag}")
+
+    def image_config(self, repo: str, reference: str, platform: str | None = None) -> dict[str, Any]:
+        """The image config of ``reference``: of ``platform``'s image when it is an index (the first
+        real platform when none is given; BuildKit's attestation entries are skipped)."""
+        raw, media_type, _ = self.get_manifest(repo, reference)
+        doc = json.loads(raw)
+        if media_type in INDEX_TYPES or "manifests" in doc:
+            children = [Descriptor.from_json(d) for d in doc.get("manifests", [])]
+            images = [d for d in children if d.platform and not d.is_attestation
+                      and (platform is None or platform_string(d.platform) == platform)]
+            if not images:
+                raise RegistryError(f"{repo}@{reference} has no image for {platform or 'any platform'}")
+            doc = json.loads(self.get_manifest(repo, images[0].digest)[0])
+        return json.loads(self.get_blob(repo, doc["config"]["digest"]))
+
+    def labels(self, repo: str, reference: str) -> dict[str, str]:
+        """The image's labels (every platform of a factory image carries the same ones)."""
+        return (self.image_config(repo, reference).get("config") or {}).get("Labels") or {}
 
     def push_layout(self, layout: OciLayout, repo: str) -> PushResult:
         """Push the layout's image by digest: blobs (skipping existing ones, bounded concurrency),

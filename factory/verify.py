@@ -30,6 +30,7 @@ class Finding:
 class VerifyReport:
     ref: str
     index_digest: str = ""
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -71,6 +72,7 @@ def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifest
     raw, _, _ = registry.get_manifest(ref.repository, found.digest)
     platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
                  for m in json.loads(raw).get("manifests", []) if m.get("platform", {}).get("os") != "unknown"}
+    report.platforms = platforms
     for platform, digest in sorted(platforms.items()):
         check(f"sbom attestation ({platform})",
               lambda d=digest: _count(signer.verify_attestation(f"{repo}@{d}", "cyclonedx", public_key=public_key),
@@ -78,7 +80,7 @@ def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifest
     check("hardening conformance", lambda: _conformance(signer, index_ref, public_key))
     check("slsa provenance", lambda: _count(signer.verify_attestation(index_ref, "slsaprovenance1",
                                                                      public_key=public_key), "SLSA v1 provenance"))
-    labels = _labels(registry, ref.repository, next(iter(platforms.values()), found.digest))
+    labels = registry.labels(ref.repository, found.digest)
     report.findings.append(_base_label_finding(labels, manifests))
     return report
 
@@ -98,12 +100,6 @@ def _conformance(signer: Signer, index_ref: str, public_key: Path | None) -> str
     return f"passed: {checks} checks on {', '.join(sorted(predicate.get('platforms', {})))}"
 
 
-def _labels(registry, repository: str, manifest_digest: str) -> dict[str, str]:
-    doc = json.loads(registry.get_manifest(repository, manifest_digest)[0])
-    config = json.loads(registry.get_blob(repository, doc["config"]["digest"]))
-    return (config.get("config") or {}).get("Labels") or {}
-
-
 def _base_label_finding(labels: Mapping[str, str], manifests: Mapping[str, Manifest]) -> Finding:
     base = labels.get("org.opencontainers.image.base.digest", "")
     if not base:
@@ -115,13 +111,14 @@ def _base_label_finding(labels: Mapping[str, str], manifests: Mapping[str, Manif
     return Finding("base.digest label", ok, base + ("" if ok else f" (manifest pins {m.upstream.digest})"))
 
 
-def cosign_commands(report: VerifyReport, public_key: Path) -> list[str]:
-    """The plain cosign commands an app team can run to check the same."""
+def cosign_commands(report: VerifyReport, signer: Signer, public_key: Path | None = None) -> list[str]:
+    """The plain cosign commands that check the same (built by the same code that runs them)."""
     parsed = Ref.parse(report.ref)
     repo = f"{parsed.registry}/{parsed.repository}"
-    ref = f"{repo}@{report.index_digest}"
-    return [
-        f"cosign verify --key {public_key} {ref}",
-        f"cosign verify-attestation --key {public_key} --type {CONFORMANCE_PREDICATE_TYPE} {ref}",
-        f"cosign verify-attestation --key {public_key} --type cyclonedx {repo}@<platform manifest digest>",
-    ]
+    index_ref = f"{repo}@{report.index_digest}"
+    argvs = [signer.verify_argv(index_ref, public_key=public_key),
+             signer.verify_attestation_argv(index_ref, CONFORMANCE_PREDICATE_TYPE, public_key=public_key),
+             signer.verify_attestation_argv(index_ref, "slsaprovenance1", public_key=public_key)]
+    argvs += [signer.verify_attestation_argv(f"{repo}@{d}", "cyclonedx", public_key=public_key)
+              for _, d in sorted(report.platforms.items())]
+    return [" ".join(a for a in argv if a not in ("--output", "json")) for argv in argvs]

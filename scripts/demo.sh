@@ -27,6 +27,9 @@ say "toolchain and services"
 say "seed upstream images into the local registry (no Docker Hub here)"
 "$FACTORY" seed debian noshell >seeded.json
 grep '"ref"' seeded.json
+debian_ref=$(python3 -c 'import json; print(next(s["ref"] for s in json.load(open("seeded.json")) if s["name"] == "debian"))')
+sed -i "s|^helper_image: .*|helper_image: $debian_ref|" factory.yaml
+git commit -qam "pin the helper image"
 
 say "pin upstream digests: factory drift --update --commit (exit 3 = something drifted)"
 rc=0; "$FACTORY" drift --update --commit || rc=$?
@@ -52,11 +55,9 @@ cat <<MSG
 Done. Where to look:
   report         $WS/report.json
   tags           curl -s http://127.0.0.1:5000/v2/myorg/base/tags/list
-  public key     $STATE/keys/cosign.pub
-Verify like an app team, with the cosign CLI itself:
-  cosign verify --key $STATE/keys/cosign.pub --insecure-ignore-tlog=true \\
-    --allow-http-registry 127.0.0.1:5000/myorg/base:debian-12-minbase-v1.0
-  cosign verify-attestation --type cyclonedx --key $STATE/keys/cosign.pub --insecure-ignore-tlog=true \\
-    --allow-http-registry 127.0.0.1:5000/myorg/base:debian-12-minbase-v1.0
-(cosign is at $STATE/tools/bin/cosign)
+  public key     $STATE/keys/cosign.pub (cosign itself is at $STATE/tools/bin/cosign)
+Each 'factory verify' above ends with the plain cosign commands that check the same; for example:
+  cosign verify --key $STATE/keys/cosign.pub --insecure-ignore-tlog=true --allow-http-registry \\
+    127.0.0.1:5000/myorg/base:debian-12-minbase-v1.0
+SBOMs are attested per platform: verify them on the platform digests that 'factory verify' lists.
 MSG
