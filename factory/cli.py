@@ -163,15 +163,55 @@ def _github_annotation(p: Problem) -> str:
 @click.option("--force", is_flag=True, help="Build a new version even when the inputs are unchanged.")
 @click.option("--scan-report", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Use this recorded trivy JSON report instead of running the scanner.")
+@click.option("--platform", "only_platform", help="Fan-out: build only this platform (needs --push-by-digest-only).")
+@click.option("--push-by-digest-only", is_flag=True,
+              help="Fan-out: push, sign and attest by digest, write no tag; `factory merge` finishes.")
 @pass_ctx
 def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
-            scan_report: Path | None) -> None:
+            scan_report: Path | None, only_platform: str | None, push_by_digest_only: bool) -> None:
     """Build, test, gate, push by digest, sign, attest and tag the named images."""
-    from factory import pipeline
+    from factory import pipeline, platforms
 
     if not names and not all_:
         raise UsageError("name the images to publish, or pass --all")
-    report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report)
+    if bool(only_platform) != push_by_digest_only:
+        raise UsageError("--platform and --push-by-digest-only go together: a single-platform image is never tagged")
+    if only_platform:
+        try:
+            only_platform = str(platforms.parse(only_platform))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report,
+                              only_platform=only_platform)
+    if report_path:
+        report_path.write_text(report.to_json())
+    click.echo(pipeline.summary(report))
+    if not report.ok:
+        from factory.publish import PublishFailed
+
+        raise PublishFailed(report)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--digest", "digests", multiple=True, required=True, metavar="PLATFORM=sha256:...",
+              help="A platform image pushed by `publish --platform P --push-by-digest-only` (repeat per platform).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path | None) -> None:
+    """Fan-out's last step: one index from the per-platform digests, then sign, attest and tag."""
+    from factory import pipeline, platforms
+
+    parsed = {}
+    for item in digests:
+        platform, sep, digest = item.partition("=")
+        if not sep or not digest.startswith("sha256:"):
+            raise UsageError(f"--digest {item!r}: expected PLATFORM=sha256:<digest>")
+        try:
+            parsed[str(platforms.parse(platform))] = digest
+        except ValueError as e:
+            raise UsageError(f"--digest {item!r}: {e}") from None
+    report = pipeline.merge(ctx, name, parsed)
     if report_path:
         report_path.write_text(report.to_json())
     click.echo(pipeline.summary(report))

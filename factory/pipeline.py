@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -24,20 +24,43 @@ class StaleContexts(FactoryError):
 
 
 def publish(ctx, names: Sequence[str], *, all_: bool = False, force: bool = False,
-            scan_report: Path | None = None) -> RunReport:
-    settings = ctx.settings
-    catalog = manifest.load_all(settings)
+            scan_report: Path | None = None, only_platform: str | None = None) -> RunReport:
+    catalog = _checked_catalog(ctx.settings)
     selected = [m.name for m in catalog.ordered()] if all_ else list(names)
-    unknown = [n for n in selected if n not in catalog]
-    if unknown:
-        raise UsageError(f"no manifest named {', '.join(unknown)}; known: {', '.join(sorted(catalog))}")
+    _known(catalog, selected)
+    publisher = _publisher(ctx, catalog, force, scan_report)
+    return _finished(publisher, publisher.publish(selected, only_platform=only_platform))
+
+
+def merge(ctx, name: str, digests: Mapping[str, str], *, force: bool = False) -> RunReport:
+    catalog = _checked_catalog(ctx.settings)
+    _known(catalog, [name])
+    publisher = _publisher(ctx, catalog, force, None)
+    return _finished(publisher, publisher.merge(name, digests))
+
+
+def _checked_catalog(settings):
+    """Manifests that load, pass policy, and whose committed contexts are what they render to."""
+    catalog = manifest.load_all(settings)
     refuse_policy_errors(catalog, settings)
     diff = render.check(catalog, settings)
     if diff:
         raise StaleContexts(diff)
-    publisher = Publisher(settings, catalog, ctx.docker, stages(ctx, scan_report), gitinfo.revision(settings.root),
-                          ctx.registry, workdir=workdir(settings), force=force)
-    report = publisher.publish(selected)
+    return catalog
+
+
+def _known(catalog, names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in catalog]
+    if unknown:
+        raise UsageError(f"no manifest named {', '.join(unknown)}; known: {', '.join(sorted(catalog))}")
+
+
+def _publisher(ctx, catalog, force: bool, scan_report: Path | None) -> Publisher:
+    return Publisher(ctx.settings, catalog, ctx.docker, stages(ctx, scan_report), gitinfo.revision(ctx.settings.root),
+                     ctx.registry, workdir=workdir(ctx.settings), force=force)
+
+
+def _finished(publisher: Publisher, report: RunReport) -> RunReport:
     if report.ok:  # keep the artifacts of a failed run for inspection
         shutil.rmtree(publisher.workdir, ignore_errors=True)
     else:
@@ -77,7 +100,12 @@ def summary(report: RunReport) -> str:
         tags = (i.prod.tags if i.prod else []) + (i.debug.tags if i.debug else [])
         digest = i.prod.index_digest if i.prod else ""
         version = i.prod.version if i.prod else ""
-        detail = f"{version} {digest} tags: {', '.join(tags) or '-'}" if i.status != "failed" else \
-            f"failed at {i.step}: {i.error}"
+        if i.status == "failed":
+            detail = f"failed at {i.step}: {i.error}"
+        elif i.status == "pushed":
+            platforms = ", ".join(f"{p}={d}" for p, d in (i.prod.platforms if i.prod else {}).items())
+            detail = f"{version} pushed by digest, no tag: {platforms}"
+        else:
+            detail = f"{version} {digest} tags: {', '.join(tags) or '-'}"
         lines.append(f"{i.name:32} {i.status:10} {detail}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from factory.docker import Docker
 from factory.errors import FactoryError, StepFailed
 from factory.gitinfo import Revision
 from factory.model import Manifest
+from factory.ocilayout import OCI_INDEX, sha256_digest
 from factory.registry import Ref, Registry
 
 LOCK_TIMEOUT = 900  # seconds to wait for another publish of the same image
@@ -57,7 +58,7 @@ class VariantResult:
 @dataclass
 class ImageResult:
     name: str
-    status: str = "pending"  # published | up-to-date | failed | skipped
+    status: str = "pending"  # published | up-to-date | pushed (fan-out, no tags) | failed | skipped
     step: str = ""  # the failed step
     platform: str = ""
     error: str = ""
@@ -77,7 +78,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(i.status in ("published", "up-to-date") for i in self.images)
+        return all(i.status in ("published", "up-to-date", "pushed") for i in self.images)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -102,6 +103,16 @@ class Stages:
     vuln_ignores: tuple = ()
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    context: Path
+    base_ref: str
+    base_digest: str
+    fingerprint: str
+    existing: list[versioning.Version]
+    version: versioning.Version
+
+
 class Publisher:
     def __init__(self, settings: Settings, catalog, docker: Docker, stages: Stages, revision: Revision,
                  registry_for: Callable[[str], Registry], *, workdir: Path, force: bool = False) -> None:
@@ -119,7 +130,11 @@ class Publisher:
 
     # --- the run ------------------------------------------------------------------------------
 
-    def publish(self, names: Sequence[str]) -> RunReport:
+    def publish(self, names: Sequence[str], *, only_platform: str | None = None) -> RunReport:
+        """Publish ``names`` (parents first). With ``only_platform`` (fan-out): build, test, gate, push,
+        sign and attest that platform's image by digest, and tag nothing: `merge` does the rest."""
+        action = self._publish_image if only_platform is None else \
+            (lambda m, result: self._publish_platform(m, result, only_platform))
         report = RunReport(run_id=self.run_id, started=_now())
         wanted = set(names)
         results: dict[str, ImageResult] = {}
@@ -131,20 +146,28 @@ class Publisher:
             if broken:
                 result = ImageResult(m.name, status="skipped", error=f"parent {broken} was not published")
             else:
-                result = self._publish_locked(m)
+                result = self._publish_locked(m, action)
             results[m.name] = result
             report.images.append(result)
         report.finished = _now()
         return report
 
-    def _publish_locked(self, m: Manifest) -> ImageResult:
+    def merge(self, name: str, digests: Mapping[str, str]) -> RunReport:
+        """Fan-out's last step: the per-platform images pushed by digest become one index, which is
+        signed, attested and tagged exactly as a single-machine publish would."""
+        report = RunReport(run_id=self.run_id, started=_now())
+        report.images.append(self._publish_locked(self.catalog[name], lambda m, r: self._merge(m, r, digests)))
+        report.finished = _now()
+        return report
+
+    def _publish_locked(self, m: Manifest, action: Callable[[Manifest, ImageResult], None]) -> ImageResult:
         lock_dir = self.settings.state_dir / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(lock_dir / f"{self.settings.repository.replace('/', '_')}.{m.name}.lock")
         result = ImageResult(m.name)
         try:
             with lock.acquire(timeout=LOCK_TIMEOUT):
-                self._publish_image(m, result)
+                action(m, result)
         except filelock.Timeout:
             result.status, result.step = "failed", "lock"
             result.error = f"another publish of {m.name} held the lock for {LOCK_TIMEOUT}s"
@@ -158,7 +181,8 @@ class Publisher:
 
     # --- one image ----------------------------------------------------------------------------
 
-    def _publish_image(self, m: Manifest, result: ImageResult) -> None:
+    def _prepare(self, m: Manifest, result: ImageResult) -> _Prepared | None:
+        """Base, fingerprint and next version; None when the current version has the same inputs."""
         self.log.info("image", image=m.name, version=m.version)
         with self._step(m, result, "resolve base"):
             base_ref, base_digest = self._resolve_base(m)
@@ -172,32 +196,124 @@ class Publisher:
                 result.status = "up-to-date"
                 result.prod = self._current_result(m.name, current, fp)
                 self.log.info("up to date", image=m.name, version=str(current))
-                return
-            version = versioning.next_version(existing, m.major, m.minor)
-        result.prod = self._make_variant(m, result, context / "Dockerfile", base_ref, base_digest, fp, version,
-                                         debug=False)
+                return None
+        return _Prepared(context, base_ref, base_digest, fp, existing,
+                         versioning.next_version(existing, m.major, m.minor))
+
+    def _publish_image(self, m: Manifest, result: ImageResult) -> None:
+        prep = self._prepare(m, result)
+        if prep is None:
+            return
+        result.prod = self._make_variant(m, result, prep.context / "Dockerfile", prep.base_ref, prep.base_digest,
+                                         prep.fingerprint, prep.version, debug=False)
+        self._finish(m, result, prep)
+
+    def _publish_platform(self, m: Manifest, result: ImageResult, platform: str) -> None:
+        if platform not in [str(p) for p in m.platforms]:
+            raise StepFailed(m.name, "plan", f"{platform} is not one of the manifest's platforms",
+                             hint=f"platforms: {', '.join(map(str, m.platforms))}")
+        prep = self._prepare(m, result)
+        if prep is None:
+            return
+        result.prod = self._make_variant(m, result, prep.context / "Dockerfile", prep.base_ref, prep.base_digest,
+                                         prep.fingerprint, prep.version, debug=False, platforms=[platform])
+        result.status = "pushed"
+        self.log.info("pushed by digest", image=m.name, platform=platform, digest=result.prod.index_digest,
+                      version=str(prep.version))
+
+    def _merge(self, m: Manifest, result: ImageResult, digests: Mapping[str, str]) -> None:
+        wanted = [str(p) for p in m.platforms]
+        if sorted(digests) != sorted(wanted):
+            raise StepFailed(m.name, "merge", f"got digests for {', '.join(sorted(digests)) or 'nothing'}, "
+                             f"the manifest builds {', '.join(wanted)}")
+        prep = self._prepare(m, result)
+        if prep is None:
+            return
+        with self._step(m, result, "merge"):
+            checks = self._verified_platform_checks(m, digests, prep)
+            out = VariantResult(tag_prefix=m.name, version=str(prep.version), fingerprint=prep.fingerprint,
+                                platforms={p: digests[p] for p in wanted})
+            out.index_digest = self._put_index(out.platforms)
+            out.checks = [asdict(c) for c in checks]
+        index_ref = f"{self.settings.target}@{out.index_digest}"
+        with self._step(m, result, "sign"):
+            self.stages.signer.sign(index_ref, recursive=False)  # the platform images were signed by their jobs
+            out.signatures = [index_ref] + [f"{self.settings.target}@{d}" for d in out.platforms.values()]
+        with self._step(m, result, "attest"):
+            started = datetime.now(UTC)
+            build_args = self._build_args(prep.version, prep.fingerprint, prep.base_ref, prep.base_digest)
+            out.attestations = self._attest_index(m, out, checks, prep.base_ref, build_args, started)
+            out.attestations += [{"type": "cyclonedx", "platform": p, "subject": f"{self.settings.target}@{d}"}
+                                 for p, d in sorted(out.platforms.items())]
+        result.prod = out
+        self._finish(m, result, prep)
+
+    def _verified_platform_checks(self, m: Manifest, digests: Mapping[str, str], prep: _Prepared) -> list:
+        """Trust nothing a fan-out job says: each platform image must carry this version and fingerprint,
+        and a verified signature, SBOM attestation and passing conformance attestation."""
+        signer, checks = self.stages.signer, []
+        for platform, digest in sorted(digests.items()):
+            ref = f"{self.settings.target}@{digest}"
+            if self.target.head_manifest(self.settings.repository, digest) is None:
+                raise StepFailed(m.name, "merge", f"{digest} is not in {self.settings.target}", platform=platform,
+                                 hint=f"push it first: factory publish {m.name} --platform {platform} "
+                                      "--push-by-digest-only")
+            labels = self.target.labels(self.settings.repository, digest)
+            if labels.get(plan.FINGERPRINT_LABEL) != prep.fingerprint:
+                raise StepFailed(m.name, "merge", f"{digest} was built from other inputs (fingerprint "
+                                 f"{labels.get(plan.FINGERPRINT_LABEL)}, expected {prep.fingerprint})", platform=platform)
+            if labels.get("org.opencontainers.image.version") != str(prep.version):
+                raise StepFailed(m.name, "merge", f"{digest} is version {labels.get('org.opencontainers.image.version')}"
+                                 f", the next version is {prep.version}", platform=platform,
+                                 hint="another publish happened in between: re-run the fan-out")
+            signer.verify(ref)
+            signer.verify_attestation(ref, "cyclonedx")
+            statement = signer.verify_attestation(ref, attest.CONFORMANCE_PREDICATE_TYPE)[-1]
+            result = statement["predicate"]["platforms"].get(platform, {})
+            if not result.get("passed"):
+                raise StepFailed(m.name, "merge", f"{digest} did not pass its checks", platform=platform)
+            checks += [imagetest.CheckResult(c["name"], platform, digest, c["passed"], c["detail"])
+                       for c in result["checks"]]
+        return checks
+
+    def _put_index(self, platforms: Mapping[str, str]) -> str:
+        """The OCI index over the platform manifests, byte for byte as buildx writes it, so that a
+        fanned-out publish gives the same index digest as a single-machine one."""
+        entries = []
+        for platform, digest in platforms.items():
+            found = self.target.head_manifest(self.settings.repository, digest)
+            os_, arch, *variant = platform.split("/")
+            entries.append({"mediaType": found.media_type, "digest": digest, "size": found.size,
+                            "platform": {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}})
+        raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, indent=2).encode()
+        return self.target.put_manifest(self.settings.repository, sha256_digest(raw), raw, OCI_INDEX)
+
+    def _finish(self, m: Manifest, result: ImageResult, prep: _Prepared) -> None:
+        """After the prod index is pushed, signed and attested: the debug variant, then every tag."""
         if m.variant("debug"):
             prod_ref = f"{self.settings.target}@{result.prod.index_digest}"
-            debug_fp = self._fingerprint(m, context, result.prod.index_digest, variant=render.DEBUG)
-            result.debug = self._make_variant(m, result, context / "debug" / "Dockerfile", prod_ref,
-                                              result.prod.index_digest, debug_fp, version, debug=True)
+            debug_fp = self._fingerprint(m, prep.context, result.prod.index_digest, variant=render.DEBUG)
+            result.debug = self._make_variant(m, result, prep.context / "debug" / "Dockerfile", prod_ref,
+                                              result.prod.index_digest, debug_fp, prep.version, debug=True)
         with self._step(m, result, "tag"):
-            self._write_tags(result.prod, existing, version)
+            self._write_tags(result.prod, prep.existing, prep.version)
             if result.debug:
                 debug_existing = versioning.versions_in(self.target.list_tags(self.settings.repository),
                                                         result.debug.tag_prefix)
-                self._write_tags(result.debug, debug_existing, version)
+                self._write_tags(result.debug, debug_existing, prep.version)
         result.status = "published"
-        self.log.info("published", image=m.name, version=str(version), index=result.prod.index_digest,
+        self.log.info("published", image=m.name, version=str(prep.version), index=result.prod.index_digest,
                       tags=result.prod.tags + (result.debug.tags if result.debug else []))
 
     def _make_variant(self, m: Manifest, result: ImageResult, dockerfile: Path, base_ref: str, base_digest: str,
-                      fp: str, version: versioning.Version, *, debug: bool) -> VariantResult:
-        """Everything up to, not including, tags: build, test, gates, push, sign, attest."""
+                      fp: str, version: versioning.Version, *, debug: bool,
+                      platforms: Sequence[str] | None = None) -> VariantResult:
+        """Everything up to, not including, tags: build, test, gates, push, sign, attest.
+        ``platforms`` narrows the build to some of the manifest's (fan-out: one per job)."""
         prefix = versioning.tag_prefix(m.name, debug=debug)
         out = VariantResult(tag_prefix=prefix, version=str(version), fingerprint=fp)
         label = "debug " if debug else ""
-        platforms = [str(p) for p in m.platforms]
+        platforms = list(platforms or [str(p) for p in m.platforms])
         started = datetime.now(UTC)
         build_args = self._build_args(version, fp, base_ref, base_digest)
         with self._step(m, result, f"{label}build"):
@@ -318,29 +434,31 @@ class Publisher:
 
     def _attest(self, m: Manifest, out: VariantResult, checks, gate_report: gates.GateReport, base_ref: str,
                 build_args: dict[str, str], started: datetime) -> list[dict]:
-        signer, target = self.stages.signer, self.settings.target
-        index_ref = f"{target}@{out.index_digest}"
         done = []
         for platform, path in sorted(gate_report.sboms.items()):
-            ref = f"{target}@{out.platforms[platform]}"
-            signer.attest(ref, path, "cyclonedx")
+            ref = f"{self.settings.target}@{out.platforms[platform]}"
+            self.stages.signer.attest(ref, path, "cyclonedx")
             done.append({"type": "cyclonedx", "platform": platform, "subject": ref})
+        return done + self._attest_index(m, out, checks, base_ref, build_args, started)
+
+    def _attest_index(self, m: Manifest, out: VariantResult, checks, base_ref: str, build_args: dict[str, str],
+                      started: datetime) -> list[dict]:
+        """The conformance and provenance attestations on the index (for one platform: its manifest)."""
+        signer, index_ref = self.stages.signer, f"{self.settings.target}@{out.index_digest}"
         conformance = attest.conformance_predicate(
             image=out.tag_prefix, version=out.version, platform_results=_by_platform(checks),
             policy_rules=[r.id for r in policy.RULES], waivers=[asdict(w) for w in m.waivers],
             factory_version=__version__)
         signer.attest(index_ref, conformance, attest.CONFORMANCE_PREDICATE_TYPE)
-        done.append({"type": attest.CONFORMANCE_PREDICATE_TYPE, "subject": index_ref})
         provenance = attest.slsa_provenance(
             builder_id=BUILDER_ID, build_type=BUILD_TYPE, manifest=_manifest_doc(m),
             context_digest=out.fingerprint, base_ref=base_ref, platforms=sorted(out.platforms),
-            build_args=build_args,
-            invocation={"run_id": self.run_id, "revision": self.revision.sha},
+            build_args=build_args, invocation={"run_id": self.run_id, "revision": self.revision.sha},
             started=started, finished=datetime.now(UTC),
-            subjects={index_ref.split("@")[0]: out.index_digest})
+            subjects={self.settings.target: out.index_digest})
         signer.attest(index_ref, provenance, "slsaprovenance1")
-        done.append({"type": "slsaprovenance1", "subject": index_ref})
-        return done
+        return [{"type": attest.CONFORMANCE_PREDICATE_TYPE, "subject": index_ref},
+                {"type": "slsaprovenance1", "subject": index_ref}]
 
     def _write_tags(self, v: VariantResult, existing: list[versioning.Version], version: versioning.Version) -> None:
         repo = self.settings.repository
