@@ -28,7 +28,7 @@ from factory import __version__, attest, gates, imagetest, log, plan, policy, re
 from factory.build import BuildRequest, BuiltImage, build, created_timestamp, missing_platforms
 from factory.config import Settings
 from factory.docker import Docker
-from factory.errors import FactoryError, StepFailed
+from factory.errors import CommandError, FactoryError, StepFailed
 from factory.gitinfo import Revision
 from factory.model import Manifest
 from factory.ocilayout import OCI_INDEX, sha256_digest
@@ -363,7 +363,9 @@ class Publisher:
         except StepFailed:
             raise
         except FactoryError as e:
-            raise StepFailed(m.name, name, getattr(e, "detail", e.message), hint=e.hint) from e
+            # A failed command names its own step; StepFailed names it once, so only its detail is kept.
+            message = e.detail if isinstance(e, CommandError) else e.message
+            raise StepFailed(m.name, name, message, hint=e.hint) from e
         finally:
             result.timings[name] = round(time.monotonic() - start, 2)
 
