@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from factory import log
+from factory import log, platforms
 from factory.docker import Docker
 from factory.ocilayout import OciLayout
 
@@ -45,6 +45,28 @@ class BuiltImage:
 
 def created_timestamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def unbuildable_platforms(wanted: Sequence[str], *, binfmt_dir: Path = BINFMT_DIR) -> list[str]:
+    """Platforms the local engine cannot run RUN steps for: not the host's, and no QEMU handler
+    enabled in binfmt_misc. Checked before building, so the error says so instead of `exec format error`."""
+    host = platforms.host()
+    missing = []
+    for text in wanted:
+        p = platforms.parse(text)
+        if p.arch == host.arch:
+            continue
+        handler = binfmt_dir / f"qemu-{p.qemu_name}"
+        try:
+            enabled = handler.read_text().splitlines()[0] == "enabled"
+        except (OSError, IndexError):
+            enabled = False
+        if not enabled:
+            missing.append(str(p))
+    return missing
 
 
 def build(docker: Docker, req: BuildRequest, workdir: Path) -> BuiltImage:

@@ -67,6 +67,13 @@ def parse(text: str) -> Platform:
     return Platform(os_, arch, variant)
 
 
+def host() -> Platform:
+    """The machine's own platform (what runs without emulation)."""
+    import platform as _platform
+
+    return parse(f"linux/{_platform.machine()}")
+
+
 def parse_all(texts) -> tuple[Platform, ...]:
     """Parse, normalise and de-duplicate, keeping the order given."""
     seen: dict[Platform, None] = {}

@@ -25,7 +25,14 @@ from pathlib import Path
 import filelock
 
 from factory import __version__, attest, gates, imagetest, log, plan, policy, render, versioning
-from factory.build import BuildRequest, BuiltImage, build, created_timestamp, missing_platforms
+from factory.build import (
+    BuildRequest,
+    BuiltImage,
+    build,
+    created_timestamp,
+    missing_platforms,
+    unbuildable_platforms,
+)
 from factory.config import Settings
 from factory.docker import Docker
 from factory.errors import CommandError, FactoryError, StepFailed
@@ -192,11 +199,13 @@ class Publisher:
             fp = self._fingerprint(m, context, base_digest, variant=render.PROD)
             existing = versioning.versions_in(self.target.list_tags(self.settings.repository), m.name)
             current = versioning.latest(existing, m.major, m.minor)
-            if current and not self.force and self._published_fingerprint(m.name, current) == fp:
-                result.status = "up-to-date"
-                result.prod = self._current_result(m.name, current, fp)
-                self.log.info("up to date", image=m.name, version=str(current))
-                return None
+            up_to_date = current and not self.force and self._published_fingerprint(m.name, current) == fp
+        if up_to_date:
+            result.status = "up-to-date"
+            result.prod = self._current_result(m.name, current, fp)
+            self.log.info("up to date", image=m.name, version=str(current))
+            self._complete(m, result, _Prepared(context, base_ref, base_digest, fp, existing, current))
+            return None
         return _Prepared(context, base_ref, base_digest, fp, existing,
                          versioning.next_version(existing, m.major, m.minor))
 
@@ -288,7 +297,27 @@ class Publisher:
         raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, indent=2).encode()
         return self.target.put_manifest(self.settings.repository, sha256_digest(raw), raw, OCI_INDEX)
 
-    def _finish(self, m: Manifest, result: ImageResult, prep: _Prepared) -> None:
+    def _complete(self, m: Manifest, result: ImageResult, prep: _Prepared) -> None:
+        """The current version has these inputs. A run that died between its tag writes left some
+        floating tags (or the whole debug variant) behind: finish them; write no new version."""
+        if m.variant("debug"):
+            debug_prefix = versioning.tag_prefix(m.name, debug=True)
+            debug_versions = versioning.versions_in(self.target.list_tags(self.settings.repository), debug_prefix)
+            if prep.version not in debug_versions:
+                self.log.warning("completing an interrupted publish: the debug variant", image=m.name,
+                                 version=str(prep.version))
+                self._finish(m, result, prep, status="up-to-date")
+                return
+            result.debug = self._current_result(debug_prefix, prep.version, "")
+        with self._step(m, result, "tag"):
+            self._write_tags(result.prod, prep.existing, prep.version)
+            if result.debug:
+                self._write_tags(result.debug, debug_versions, prep.version)
+        written = result.prod.tags + (result.debug.tags if result.debug else [])
+        if written:
+            self.log.warning("completed an interrupted publish: moved tags", image=m.name, tags=written)
+
+    def _finish(self, m: Manifest, result: ImageResult, prep: _Prepared, *, status: str = "published") -> None:
         """After the prod index is pushed, signed and attested: the debug variant, then every tag."""
         if m.variant("debug"):
             prod_ref = f"{self.settings.target}@{result.prod.index_digest}"
@@ -301,7 +330,7 @@ class Publisher:
                 debug_existing = versioning.versions_in(self.target.list_tags(self.settings.repository),
                                                         result.debug.tag_prefix)
                 self._write_tags(result.debug, debug_existing, prep.version)
-        result.status = "published"
+        result.status = status
         self.log.info("published", image=m.name, version=str(prep.version), index=result.prod.index_digest,
                       tags=result.prod.tags + (result.debug.tags if result.debug else []))
 
@@ -317,6 +346,13 @@ class Publisher:
         started = datetime.now(UTC)
         build_args = self._build_args(version, fp, base_ref, base_digest)
         with self._step(m, result, f"{label}build"):
+            if not self.settings.builder:  # a remote builder has its own machines; the local one needs QEMU
+                missing = unbuildable_platforms(platforms)
+                if missing:
+                    raise StepFailed(m.name, f"{label}build", f"cannot build {', '.join(missing)} here: no QEMU "
+                                     "emulation enabled in binfmt_misc", platform=missing[0],
+                                     hint="run `make services` (it enables qemu-aarch64), or set `builder` to a "
+                                          "buildx builder with native nodes")
             built = build(self.docker, BuildRequest(
                 name=prefix, dockerfile=dockerfile, platforms=tuple(platforms),
                 build_args=build_args,
@@ -463,13 +499,14 @@ class Publisher:
                 {"type": "slsaprovenance1", "subject": index_ref}]
 
     def _write_tags(self, v: VariantResult, existing: list[versioning.Version], version: versioning.Version) -> None:
+        """The immutable tag first (never moved), then the floating ones; records the tags written."""
         repo = self.settings.repository
         immutable = versioning.immutable_tag(v.tag_prefix, version)
-        self.target.tag(repo, v.index_digest, immutable, expect_absent=True)
-        v.tags.append(immutable)
+        if self.target.tag(repo, v.index_digest, immutable, expect_absent=True):
+            v.tags.append(immutable)
         for tag in versioning.floating_tags_to_move(v.tag_prefix, version, existing):
-            self.target.tag(repo, v.index_digest, tag)
-            v.tags.append(tag)
+            if self.target.tag(repo, v.index_digest, tag):
+                v.tags.append(tag)
 
 
 def _by_platform(checks) -> dict[str, list]:

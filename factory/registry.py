@@ -444,17 +444,18 @@ class Registry:
             next_url, params = next_page_url(resp.url, resp.headers.get("Link")), None
         return items
 
-    def tag(self, repo: str, digest: str, tag: str, *, expect_absent: bool = False) -> None:
+    def tag(self, repo: str, digest: str, tag: str, *, expect_absent: bool = False) -> bool:
         """Point ``tag`` at the manifest ``digest`` already in ``repo``.
 
         With ``expect_absent`` the tag is immutable: raise TagExists when it points elsewhere
         (re-tagging the same digest is a no-op, so a re-run after a failure completes).
+        Returns whether the tag was written (False: it already pointed there).
         The registry API has no conditional PUT, so this is compare-then-write: callers serialise
         their own writers (the publish lock), and the tag is read back to catch a concurrent one.
         """
         current = self.head_manifest(repo, tag)
         if current and current.digest == digest:
-            return
+            return False
         if current and expect_absent:
             raise TagExists(f"tag {tag} already points at {current.digest}; refusing to move it to {digest}",
                             url=f"{self.base}/v2/{repo}/manifests/{tag}",
@@ -466,6 +467,7 @@ class Registry:
             raise RegistryError(f"tag {tag} was changed by someone else while being written "
                                 f"(now {after.digest if after else 'absent'}, wrote {digest})",
                                 url=f"{self.base}/v2/{repo}/manifests/{tag}")
+        return True
 
     def image_config(self, repo: str, reference: str, platform: str | None = None) -> dict[str, Any]:
         """The image config of ``reference``: of ``platform``'s image when it is an index (the first
