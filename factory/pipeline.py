@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
-from factory import gitinfo, log, manifest, policy, render
+from factory import ci, gitinfo, log, manifest, policy, render
 from factory.errors import FactoryError, ManifestError, UsageError
 from factory.publish import Publisher, RunReport, Stages
 
@@ -61,6 +61,7 @@ def _publisher(ctx, catalog, force: bool, scan_report: Path | None) -> Publisher
 
 
 def _finished(publisher: Publisher, report: RunReport) -> RunReport:
+    ci.summary(markdown_summary(report))
     if report.ok:  # keep the artifacts of a failed run for inspection
         shutil.rmtree(publisher.workdir, ignore_errors=True)
     else:
@@ -109,3 +110,13 @@ def summary(report: RunReport) -> str:
             detail = f"{version} {digest} tags: {', '.join(tags) or '-'}"
         lines.append(f"{i.name:32} {i.status:10} {detail}")
     return "\n".join(lines)
+
+
+def markdown_summary(report: RunReport) -> str:
+    rows = ["| image | status | version | index digest | tags |", "|---|---|---|---|---|"]
+    for i in report.images:
+        tags = (i.prod.tags if i.prod else []) + (i.debug.tags if i.debug else [])
+        status = i.status if i.status != "failed" else f"failed at {i.step}"
+        rows.append(f"| {i.name} | {status} | {i.prod.version if i.prod else ''} | "
+                    f"`{i.prod.index_digest if i.prod else ''}` | {', '.join(tags)} |")
+    return "### factory publish\n\n" + "\n".join(rows) + "\n"

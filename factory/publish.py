@@ -24,7 +24,7 @@ from pathlib import Path
 
 import filelock
 
-from factory import __version__, attest, gates, imagetest, log, plan, policy, render, versioning
+from factory import __version__, attest, ci, gates, imagetest, log, plan, policy, render, versioning
 from factory.build import (
     BuildRequest,
     BuiltImage,
@@ -173,7 +173,7 @@ class Publisher:
         lock = filelock.FileLock(lock_dir / f"{self.settings.repository.replace('/', '_')}.{m.name}.lock")
         result = ImageResult(m.name)
         try:
-            with lock.acquire(timeout=LOCK_TIMEOUT):
+            with ci.group(f"publish {m.name}"), lock.acquire(timeout=LOCK_TIMEOUT):
                 action(m, result)
         except filelock.Timeout:
             result.status, result.step = "failed", "lock"
@@ -184,6 +184,7 @@ class Publisher:
         if result.status == "failed":
             self.log.error("image failed", image=m.name, step=result.step, platform=result.platform or None,
                            error=result.error)
+            ci.error(result.error, title=f"{m.name}: {result.step} failed")
         return result
 
     # --- one image ----------------------------------------------------------------------------
