@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from factory import log, platforms
+from factory import log, platforms, progress
 from factory.docker import Docker
 from factory.ocilayout import OciLayout
 
@@ -73,15 +73,17 @@ def build(docker: Docker, req: BuildRequest, workdir: Path) -> BuiltImage:
     workdir.mkdir(parents=True, exist_ok=True)
     archive = workdir / f"{req.name}.oci.tar"
     start = time.monotonic()
-    docker.build(
-        req.dockerfile.parent,
-        file=req.dockerfile,
-        platforms=req.platforms,
-        output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
-        build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
-        cache=req.cache,
-        step="build",
-    )
+    with progress.live(f"building {req.name} for {', '.join(req.platforms)}") as update:
+        docker.build(
+            req.dockerfile.parent,
+            file=req.dockerfile,
+            platforms=req.platforms,
+            output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
+            build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
+            cache=req.cache,
+            step="build",
+            on_line=update,
+        )
     layout = OciLayout.from_archive(archive, workdir / f"{req.name}.oci")
     seconds = time.monotonic() - start
     log.get("build").info("built", image=req.name, index=layout.index.digest, platforms=list(layout.platforms),

@@ -6,7 +6,7 @@ which buildx's docker driver cannot build or load multi-platform images.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -96,19 +96,26 @@ class Docker:
         metadata_file: Path | None = None,
         file: Path | None = None,
         step: str = "build",
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         """One buildx build for all platforms. BuildKit's own provenance/SBOM stay off: they are
         unsigned and make the index digest non-reproducible."""
         self.check()
-        log.get("docker").info("buildx build", context=str(context), platforms=list(platforms))
+        logger = log.get("buildx")
+        logger.info("buildx build", context=str(context), platforms=list(platforms))
         try:
-            # progress=False: only then does python-on-whales put buildx's stderr on the exception.
-            self.client.buildx.build(
+            # Streamed plain progress: each line is logged (debug) and shown on a terminal; on failure
+            # python-on-whales still puts buildx's stderr on the exception, so the real error reaches the user.
+            lines = self.client.buildx.build(
                 context, platforms=list(platforms), output=dict(output or {}), tags=list(tags),
                 push=push, build_args=dict(build_args or {}), labels=dict(labels or {}),
-                provenance=False, sbom=False, cache=cache, builder=self._builder, progress=False,
-                metadata_file=metadata_file, file=file,
+                provenance=False, sbom=False, cache=cache, builder=self._builder, progress="plain",
+                metadata_file=metadata_file, file=file, stream_logs=True,
             )
+            for line in lines:
+                logger.debug("buildx", line=line.rstrip())
+                if on_line:
+                    on_line(line.rstrip())
         except DockerException as e:
             raise _error(step, e) from None
 
