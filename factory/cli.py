@@ -312,6 +312,63 @@ def keygen(ctx: Context) -> None:
     click.echo(f"private key: {key}\npublic key:  {pub}")
 
 
+@cli.command("catalog")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write the site into (created; index.html, images/, catalog.json, README.md).")
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="cosign public key to verify with (default: the configured key's .pub, or the dev key's).")
+@click.option("--platform", "reference_platform", default="linux/amd64", show_default=True,
+              help="The platform whose SBOMs the changelogs compare.")
+@pass_ctx
+def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_platform: str) -> None:
+    """Write the catalog for app teams from the registry: every image, version and changelog."""
+    from factory import catalog, manifest, platforms, sign, site
+
+    try:
+        reference_platform = str(platforms.parse(reference_platform))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    settings = ctx.settings
+    if settings.manifests_dir.is_dir():
+        manifests = manifest.load_all(settings)  # invalid manifests fail here: no silent "EOL unknown"
+    else:
+        log.get("catalog").warning("no manifests folder: upstream, parent and EOL unknown",
+                                   manifests_dir=str(settings.manifests_dir))
+        manifests = {}
+    signer = sign.Signer(settings, ctx.runner)
+    result = catalog.Collector(settings, ctx.registry, signer, manifests, today=date.today(), public_key=public_key,
+                               reference_platform=reference_platform).collect()
+    site.write(result, out_dir, public_key_file=public_key or signer.public_key)
+    versions = sum(len(i.versions) for i in result.images)
+    click.echo(f"catalog: {len(result.images)} images, {versions} versions -> {out_dir / 'index.html'}")
+
+
+@cli.command("diff")
+@click.argument("ref_a")
+@click.argument("ref_b")
+@click.option("--platform", default="linux/amd64", show_default=True, help="Which platform's SBOMs to compare.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="cosign public key to verify the SBOM attestations with.")
+@pass_ctx
+def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, public_key: Path | None) -> None:
+    """Packages added, removed, upgraded from REF_A to REF_B (tags or digests), from their verified SBOMs."""
+    from factory import changelog, platforms, sign
+
+    try:
+        platform = str(platforms.parse(platform))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    signer = sign.Signer(ctx.settings, ctx.runner)
+    old, new = (changelog.published_sbom(ref, platform, ctx.registry, signer, public_key=public_key)
+                for ref in (ref_a, ref_b))
+    diff = changelog.diff_sboms(old.sbom, new.sbom)
+    if fmt == "json":
+        click.echo(changelog.as_json(diff, old, new))
+    else:
+        click.echo(f"{ref_a} -> {ref_b} ({platform})\n{changelog.table(diff)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="factory", standalone_mode=False)

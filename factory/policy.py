@@ -399,6 +399,14 @@ def _effective_eol(m: Manifest, scope: _Scope) -> _Bound | None:
     return min(_eol_bounds(m, scope), key=lambda b: b.eol, default=None)
 
 
+def effective_eol(m: Manifest, catalog: Mapping[str, Manifest], settings: Settings,
+                  today: date) -> tuple[date, str] | None:
+    """The end-of-life date the eol rules judge ``m`` by (the earliest of its release's, its own
+    eol and its ancestors') and where it comes from; None when nothing bounds it. For the catalog."""
+    bound = _effective_eol(m, _Scope(catalog, settings, today))
+    return (bound.eol, bound.source) if bound else None
+
+
 def _check_eol_passed(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
     bound = _effective_eol(m, scope)
     if bound and bound.eol < scope.today:

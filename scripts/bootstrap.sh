@@ -20,7 +20,8 @@ APT_PRIVATE=$STATE/cache/apt-trixie
 TOOLSET_VERSION=6
 
 SYSTEM_PKGS=(ca-certificates curl runc iptables qemu-user-static binfmt-support docker-registry
-             mmdebstrap arch-test)
+             mmdebstrap arch-test
+             chromium)  # headless, for the catalog page test (tests/integration/test_catalog.py)
 TRIXIE_ENGINE_PKGS=(docker.io docker-cli docker-buildx cosign containerd tini)
 TOOL_BINS=(docker dockerd containerd containerd-shim-runc-v2 ctr docker-proxy cosign tini)
 

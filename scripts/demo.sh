@@ -50,10 +50,15 @@ for name in debian-12-minbase debian-12-python static-noshell; do
   "$FACTORY" verify "127.0.0.1:5000/myorg/base:$name-v1.0"
 done
 
+say "catalog for app teams: every image, version, changelog; the FROM line to pin"
+"$FACTORY" catalog --out "$WS/catalog"
+echo "catalog: $WS/catalog/index.html (open it in a browser; catalog.json beside it)"
+
 cat <<MSG
 
 Done. Where to look:
   report         $WS/report.json
+  catalog        $WS/catalog/index.html
   tags           curl -s http://127.0.0.1:5000/v2/myorg/base/tags/list
   public key     $STATE/keys/cosign.pub (cosign itself is at $STATE/tools/bin/cosign)
 Each 'factory verify' above ends with the plain cosign commands that check the same; for example:
