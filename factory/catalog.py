@@ -252,18 +252,12 @@ class Collector:
     def key(self) -> str:
         """The key cosign verifies with: --key, else the configured KMS URI, else the signer's public key
         file (the configured key's .pub, or the dev key's)."""
-        if self._key_arg:
-            return self._key_arg
-        configured = self.settings.signing_key
-        return configured if "://" in configured else str(self.signer.public_key)
+        return self._key_arg or self.signer.public_key
 
     @property
-    def public_key(self):
-        """What to hand the signer: a Path for a key file, the URI text for a KMS key (a Path would
-        fold its '//'), None for the signer's own default."""
-        if self._key_arg is None:
-            return self.key if "://" in self.key else None
-        return Path(self._key_arg) if self.key_file else self._key_arg
+    def public_key(self) -> str | None:
+        """What to hand the signer: the --key given, or None for the signer's own default."""
+        return self._key_arg
 
     @property
     def key_file(self) -> Path | None:

@@ -14,7 +14,7 @@ import click
 
 from factory import __version__, config, log
 from factory.docker import Docker
-from factory.errors import EnvironmentProblem, FactoryError, ManifestError, Problem, UsageError
+from factory.errors import FactoryError, ManifestError, Problem, UsageError
 from factory.tools import Runner
 
 EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
@@ -222,6 +222,27 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
 
 
 @cli.command()
+@click.option("--branch", help="Commit the bumps on this branch (created from HEAD when missing).")
+@click.option("--no-commit", is_flag=True, help="Update manifests and contexts in the work tree, commit nothing.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
+    """drift --update --commit, render, plan, publish what changed (and everything built on it)."""
+    from factory import pipeline
+
+    report = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
+    if report_path:
+        report_path.write_text(report.to_json())
+    click.echo("\n".join(report.notes))
+    if report.images:
+        click.echo(pipeline.summary(report))
+    if not report.ok:
+        from factory.publish import PublishFailed
+
+        raise PublishFailed(report)
+
+
+@cli.command()
 @click.option("--update", is_flag=True, help="Rewrite the digest line of each drifted manifest.")
 @click.option("--commit", "commit_", is_flag=True, help="With --update: one git commit per manifest.")
 @click.option("--branch", help="With --commit: commit on this branch (created from HEAD when missing).")
@@ -235,21 +256,12 @@ def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: st
     if commit_ and not update:
         raise UsageError("--commit needs --update")
     catalog = manifest.load_all(ctx.settings)
-    drifts = drift_mod.check(catalog.ordered(), ctx.registry)
-    click.echo(drift_mod.as_json(drifts) if fmt == "json" else drift_mod.table(drifts))
-    errors = [d for d in drifts if d.error]
-    if errors:
-        raise EnvironmentProblem(f"{len(errors)} upstream(s) could not be looked up: "
-                                 + ", ".join(f"{d.name} ({d.error})" for d in errors))
-    drifted = [d for d in drifts if d.drifted]
-    updatable = [d for d in drifted if d.current]  # a tag that vanished has nothing to pin to
-    if update:
-        for d in updatable:
-            drift_mod.update_manifest(catalog[d.name], d.current)
-        if commit_ and updatable:
-            drift_mod.commit_updates(ctx.settings.root, updatable, branch)
-    if drifted:
-        raise drift_mod.DriftFound(f"{len(drifted)} upstream(s) drifted" + (" (manifests updated)" if update else ""))
+    result = drift_mod.run(catalog, ctx.registry, update=update, commit=commit_, branch=branch,
+                           repo_root=ctx.settings.root)
+    click.echo(drift_mod.as_json(result.drifts) if fmt == "json" else drift_mod.table(result.drifts))
+    if result.drifted:
+        raise drift_mod.DriftFound(f"{len(result.drifted)} upstream(s) drifted"
+                                   + (" (manifests updated)" if result.updated else ""))
 
 
 @cli.command()
@@ -336,9 +348,10 @@ def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_
                                    manifests_dir=str(settings.manifests_dir))
         manifests = {}
     signer = sign.Signer(settings, ctx.runner)
-    result = catalog.Collector(settings, ctx.registry, signer, manifests, today=date.today(), public_key=public_key,
-                               reference_platform=reference_platform).collect()
-    site.write(result, out_dir, public_key_file=public_key or signer.public_key)
+    collector = catalog.Collector(settings, ctx.registry, signer, manifests, today=date.today(),
+                                  public_key=public_key, reference_platform=reference_platform)
+    result = collector.collect()
+    site.write(result, out_dir, public_key_file=collector.key_file)
     versions = sum(len(i.versions) for i in result.images)
     click.echo(f"catalog: {len(result.images)} images, {versions} versions -> {out_dir / 'index.html'}")
 

@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import git
-
-from factory.errors import FactoryError, UsageError
+from factory import gitinfo
+from factory.errors import EnvironmentProblem, FactoryError, UsageError
 from factory.model import Manifest
 
 EXIT_DRIFT = 3
@@ -57,6 +56,36 @@ def _check_one(m: Manifest, registry_for: Callable) -> Drift:
     return Drift(m.name, str(m.path), up.image, up.tag, up.digest or "", found.digest if found else None)
 
 
+@dataclass(frozen=True)
+class DriftRun:
+    drifts: list[Drift]
+    updated: list[Drift]  # manifests rewritten (and committed, when asked)
+    commits: list[str]
+
+    @property
+    def drifted(self) -> list[Drift]:
+        return [d for d in self.drifts if d.drifted]
+
+
+def run(catalog, registry_for: Callable, *, update: bool = False, commit: bool = False,
+        branch: str | None = None, repo_root: Path | None = None) -> DriftRun:
+    """Look every upstream up; with ``update`` rewrite drifted digests; with ``commit`` one commit each.
+    Raises when an upstream could not be looked up: a nightly must not mistake "unreachable" for "unchanged"."""
+    drifts = check(catalog.ordered(), registry_for)
+    errors = [d for d in drifts if d.error]
+    if errors:
+        raise EnvironmentProblem(f"{len(errors)} upstream(s) could not be looked up: "
+                                 + ", ".join(f"{d.name} ({d.error})" for d in errors))
+    updatable = [d for d in drifts if d.drifted and d.current]  # a vanished tag has nothing to pin to
+    commits: list[str] = []
+    if update:
+        for d in updatable:
+            update_manifest(catalog[d.name], d.current)
+        if commit and updatable:
+            commits = commit_updates(repo_root, updatable, branch)
+    return DriftRun(drifts, updatable if update else [], commits)
+
+
 def update_manifest(m: Manifest, new_digest: str) -> None:
     """Replace the pinned digest on its own line, and nothing else in the file."""
     line_no = m.line_of("upstream.digest")
@@ -74,15 +103,10 @@ def commit_message(d: Drift) -> str:
 
 def commit_updates(repo_root: Path, drifts: Sequence[Drift], branch: str | None) -> list[str]:
     """One commit per updated manifest, on ``branch`` (created from HEAD when missing)."""
-    repo = git.Repo(repo_root, search_parent_directories=True)
     if branch:
-        head = repo.heads[branch] if branch in repo.heads else repo.create_head(branch)
-        head.checkout()
-    shas = []
-    for d in drifts:
-        repo.index.add([str(Path(d.path).resolve())])
-        shas.append(repo.index.commit(commit_message(d)).hexsha)
-    return shas
+        gitinfo.checkout_branch(repo_root, branch)
+    shas = [gitinfo.commit(repo_root, [Path(d.path)], commit_message(d)) for d in drifts]
+    return [s for s in shas if s]
 
 
 def _short(digest: str) -> str:

@@ -1,4 +1,4 @@
-"""What the build records about the repository it was made from (GitPython)."""
+"""The repository, through GitPython: what a build records about it, and the commits the nightly makes."""
 
 from __future__ import annotations
 
@@ -22,3 +22,21 @@ def revision(root: Path) -> Revision:
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
         return Revision("unknown", 0, False)
     return Revision(head.hexsha, int(head.committed_date), repo.is_dirty(untracked_files=False))
+
+
+def checkout_branch(root: Path, branch: str) -> None:
+    """Switch to ``branch``, creating it from HEAD when it does not exist."""
+    repo = git.Repo(root, search_parent_directories=True)
+    head = repo.heads[branch] if branch in repo.heads else repo.create_head(branch)
+    head.checkout()
+
+
+def commit(root: Path, paths: list[Path], message: str) -> str | None:
+    """Commit exactly ``paths`` (added, changed or removed); None when none of them changed."""
+    repo = git.Repo(root, search_parent_directories=True)
+    top = Path(repo.working_tree_dir)
+    rel = [str(Path(p).resolve().relative_to(top)) for p in paths]
+    repo.git.add("--all", "--", *rel)
+    if not repo.index.diff("HEAD", paths=rel):
+        return None
+    return repo.index.commit(message).hexsha

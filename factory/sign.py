@@ -52,7 +52,7 @@ class Signer:
             flags += ["--key", self.settings.signing_key]
         return flags
 
-    def _verify_flags(self, public_key: Path | None) -> list[str]:
+    def _verify_flags(self, public_key: Path | str | None) -> list[str]:
         if self.settings.signing.keyless and public_key is None:
             raise UsageError("keyless verification needs --certificate-identity and --certificate-oidc-issuer: "
                              "use the cosign CLI as docs/verify.md shows, or pass --key")
@@ -63,11 +63,10 @@ class Signer:
         return flags
 
     @property
-    def public_key(self) -> Path:
+    def public_key(self) -> str:
+        """What verifies our signatures: the key file's .pub, or the KMS URI itself (cosign derives it)."""
         key = self.settings.signing_key
-        if "://" in key:  # a KMS key: cosign derives the public key from it
-            return Path(key)
-        return Path(key).with_suffix(".pub")
+        return key if "://" in key else str(Path(key).with_suffix(".pub"))
 
     def sign_argv(self, ref: str, *, recursive: bool = True) -> list[str]:
         parsed = _require_digest(ref)

@@ -86,7 +86,7 @@ def render_pages(catalog: SiteCatalog) -> dict[str, str]:
     return pages
 
 
-def write(catalog: SiteCatalog, out: Path, *, public_key_file: Path | None = None) -> list[Path]:
+def write(catalog: SiteCatalog, out: Path, *, public_key_file: Path | str | None = None) -> list[Path]:
     """Write the site into ``out`` (created; pages of images that no longer exist are removed)."""
     pages = render_pages(catalog)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def write(catalog: SiteCatalog, out: Path, *, public_key_file: Path | None = Non
     for path in stale:
         path.unlink()
     if catalog.public_key == SITE_PUBLIC_KEY:  # the pages link to it and the commands name it
-        if public_key_file is None or not public_key_file.is_file():
+        if public_key_file is None or not Path(public_key_file).is_file():
             raise ValueError(f"the catalog names {SITE_PUBLIC_KEY} but no key file was given ({public_key_file})")
         shutil.copyfile(public_key_file, out / SITE_PUBLIC_KEY)
         written.append(out / SITE_PUBLIC_KEY)

@@ -397,7 +397,7 @@ def test_an_empty_registry_gives_an_empty_but_valid_site(world, tmp_path):
 def test_a_missing_public_key_is_refused_rather_than_showing_everything_unsigned(world):
     from factory.errors import EnvironmentProblem
 
-    world.signer.public_key.unlink()
+    Path(world.signer.public_key).unlink()
     with pytest.raises(EnvironmentProblem, match="public key .* not found"):
         world.collect()
 

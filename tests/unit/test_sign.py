@@ -57,3 +57,9 @@ def test_kms_key_is_passed_through(tmp_path):
     s = signer(tmp_path, key="awskms:///alias/base-images")
     argv = s.sign_argv(f"ghcr.io/myorg/base@{DIGEST}")
     assert argv[argv.index("--key") + 1] == "awskms:///alias/base-images"
+
+
+def test_kms_key_verifies_with_the_uri_itself(tmp_path):
+    s = signer(tmp_path, key="awskms:///alias/base-images")
+    argv = s.verify_argv(f"ghcr.io/myorg/base@{DIGEST}")
+    assert argv[argv.index("--key") + 1] == "awskms:///alias/base-images"
