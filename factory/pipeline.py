@@ -12,7 +12,7 @@ from pathlib import Path
 
 from factory import ci, gitinfo, log, manifest, policy, render
 from factory.errors import FactoryError, ManifestError, UsageError
-from factory.publish import Publisher, RunReport, Stages
+from factory.publish import Publisher, RunReport, Stages, utc_now
 
 VULN_IGNORE_FILE = "vuln-ignore.yaml"
 
@@ -37,6 +37,39 @@ def merge(ctx, name: str, digests: Mapping[str, str], *, force: bool = False) ->
     _known(catalog, [name])
     publisher = _publisher(ctx, catalog, force, None)
     return _finished(publisher, publisher.merge(name, digests))
+
+
+def nightly(ctx, *, branch: str | None = None, commit: bool = True) -> RunReport:
+    """drift --update --commit, render what the bumps changed, plan, publish what the plan says.
+    When nothing drifted and nothing changed it builds nothing: the run is only digest look-ups."""
+    from factory import drift
+    from factory import plan as plan_mod
+
+    settings = ctx.settings
+    notes = []
+    bumped = drift.run(manifest.load_all(settings), ctx.registry, update=True, commit=commit, branch=branch,
+                       repo_root=settings.root)
+    notes += [drift.commit_message(d) for d in bumped.updated]
+    if bumped.updated:
+        catalog = manifest.load_all(settings)  # re-read: the digests changed
+        written = render.write_all(catalog, settings)
+        if commit and written:
+            names = ", ".join(d.name for d in bumped.updated)
+            gitinfo.commit(settings.root, [settings.images_dir], f"images: render after upstream bumps ({names})")
+    catalog = _checked_catalog(settings)
+    planned = plan_mod.make_plan(catalog, settings, ctx.registry)
+    to_build = [p.name for p in planned.to_build()]
+    notes += [f"plan: {p.name}: {', '.join(p.reasons)}" for p in planned.to_build()]
+    if not to_build:
+        log.get("nightly").info("nothing drifted and nothing changed: no builds")
+        notes.append("nothing drifted and nothing changed: no builds")
+        report = RunReport(run_id="nightly", started=utc_now(), finished=utc_now(), notes=notes)
+        ci.summary(markdown_summary(report))
+        return report
+    publisher = _publisher(ctx, catalog, False, None)
+    report = publisher.publish(to_build)
+    report.notes = notes
+    return _finished(publisher, report)
 
 
 def _checked_catalog(settings):
@@ -119,4 +152,5 @@ def markdown_summary(report: RunReport) -> str:
         status = i.status if i.status != "failed" else f"failed at {i.step}"
         rows.append(f"| {i.name} | {status} | {i.prod.version if i.prod else ''} | "
                     f"`{i.prod.index_digest if i.prod else ''}` | {', '.join(tags)} |")
-    return "### factory publish\n\n" + "\n".join(rows) + "\n"
+    notes = "".join(f"- {n}\n" for n in report.notes)
+    return "### factory publish\n\n" + (notes + "\n" if notes else "") + "\n".join(rows) + "\n"

@@ -82,6 +82,7 @@ class RunReport:
     finished: str = ""
     factory_version: str = __version__
     images: list[ImageResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. the nightly's drift and plan
 
     @property
     def ok(self) -> bool:
@@ -142,7 +143,7 @@ class Publisher:
         sign and attest that platform's image by digest, and tag nothing: `merge` does the rest."""
         action = self._publish_image if only_platform is None else \
             (lambda m, result: self._publish_platform(m, result, only_platform))
-        report = RunReport(run_id=self.run_id, started=_now())
+        report = RunReport(run_id=self.run_id, started=utc_now())
         wanted = set(names)
         results: dict[str, ImageResult] = {}
         for m in self.catalog.ordered():
@@ -156,15 +157,15 @@ class Publisher:
                 result = self._publish_locked(m, action)
             results[m.name] = result
             report.images.append(result)
-        report.finished = _now()
+        report.finished = utc_now()
         return report
 
     def merge(self, name: str, digests: Mapping[str, str]) -> RunReport:
         """Fan-out's last step: the per-platform images pushed by digest become one index, which is
         signed, attested and tagged exactly as a single-machine publish would."""
-        report = RunReport(run_id=self.run_id, started=_now())
+        report = RunReport(run_id=self.run_id, started=utc_now())
         report.images.append(self._publish_locked(self.catalog[name], lambda m, r: self._merge(m, r, digests)))
-        report.finished = _now()
+        report.finished = utc_now()
         return report
 
     def _publish_locked(self, m: Manifest, action: Callable[[Manifest, ImageResult], None]) -> ImageResult:
@@ -522,5 +523,5 @@ def _manifest_doc(m: Manifest) -> dict:
             "upstream": asdict(m.upstream) if m.upstream else None, "parent": m.parent}
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
