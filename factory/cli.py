@@ -222,6 +222,34 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
 
 
 @cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "github-matrix", "bake"]), default="table",
+              show_default=True)
+@click.option("--force", is_flag=True, help="Plan every listed image as if its inputs had changed.")
+@pass_ctx
+def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool) -> None:
+    """What must be built and why: new, upstream changed, parent changed, manifest changed, forced."""
+    import json
+
+    from factory import manifest, render
+    from factory import plan as plan_mod
+
+    catalog = manifest.load_all(ctx.settings)
+    render.select(catalog, names)  # an unknown name is a usage error with a hint
+    result = plan_mod.make_plan(catalog, ctx.settings, ctx.registry, names, force=force)
+    if fmt == "table":
+        click.echo(plan_mod.table(result))
+    elif fmt == "json":
+        click.echo(plan_mod.as_json(result))
+    elif fmt == "github-matrix":
+        click.echo(json.dumps(plan_mod.github_matrix(result)))
+    else:
+        click.echo(json.dumps(plan_mod.bake(result, catalog, ctx.settings), indent=2))
+    log.get("plan").debug("registry requests", requests=sum(
+        sum(r.requests_made.values()) for r in ctx._registries.values()))
+
+
+@cli.command()
 @click.option("--branch", help="Commit the bumps on this branch (created from HEAD when missing).")
 @click.option("--no-commit", is_flag=True, help="Update manifests and contexts in the work tree, commit nothing.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False))
