@@ -226,8 +226,9 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "github-matrix", "bake"]), default="table",
               show_default=True)
 @click.option("--force", is_flag=True, help="Plan every listed image as if its inputs had changed.")
+@click.option("--level", type=int, help="github-matrix: only this build level (0: parent not rebuilt).")
 @pass_ctx
-def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool) -> None:
+def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int | None) -> None:
     """What must be built and why: new, upstream changed, parent changed, manifest changed, forced."""
     import json
 
@@ -242,7 +243,7 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool) -> None:
     elif fmt == "json":
         click.echo(plan_mod.as_json(result))
     elif fmt == "github-matrix":
-        click.echo(json.dumps(plan_mod.github_matrix(result)))
+        click.echo(json.dumps(plan_mod.github_matrix(result, level=level)))
     else:
         click.echo(json.dumps(plan_mod.bake(result, catalog, ctx.settings), indent=2))
     log.get("plan").debug("registry requests", requests=sum(

@@ -31,6 +31,8 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Any]] = {
     "FACTORY_BUILDER": (("builder",), str),
     "FACTORY_SCANNER_DB_UNAVAILABLE": (("policy", "scanner_db_unavailable"), str),
     "COSIGN_KEY": (("signing", "key"), str),
+    "FACTORY_KEYLESS": (("signing", "keyless"), lambda v: v.lower() in ("1", "true", "yes")),
+    "FACTORY_TLOG_UPLOAD": (("signing", "tlog_upload"), lambda v: v.lower() in ("1", "true", "yes")),
 }
 
 

@@ -173,11 +173,21 @@ def as_json(plan: Plan) -> str:
 RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
 
 
-def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS) -> dict:
-    """One entry per image x platform to build, in dependency order (a child's jobs list its parent)."""
+def levels(plan: Plan) -> dict[str, int]:
+    """Build level of each image to build: 0 when its parent is not being rebuilt, else parent's + 1.
+    A workflow fans out one level at a time and merges it before the next level builds on it."""
+    out: dict[str, int] = {}
+    for i in plan.to_build():
+        out[i.name] = out[i.depends_on] + 1 if i.depends_on in out else 0
+    return out
+
+
+def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS, *, level: int | None = None) -> dict:
+    """One entry per image x platform to build (optionally only one level), in dependency order."""
+    depth = levels(plan)
     include = [{"image": i.name, "platform": p, "runner": runners.get(p, "ubuntu-24.04"),
-                "platform_slug": p.replace("/", "-"), "depends_on": i.depends_on or ""}
-               for i in plan.to_build() for p in i.platforms]
+                "platform_slug": p.replace("/", "-"), "depends_on": i.depends_on or "", "level": depth[i.name]}
+               for i in plan.to_build() for p in i.platforms if level is None or depth[i.name] == level]
     return {"include": include}
 
 

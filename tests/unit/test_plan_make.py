@@ -125,7 +125,9 @@ def test_github_matrix_and_bake(repo):
     matrix = plan.github_matrix(p)["include"]
     assert len(matrix) == 6
     assert matrix[0] == {"image": "base", "platform": "linux/amd64", "runner": "ubuntu-24.04",
-                         "platform_slug": "linux-amd64", "depends_on": ""}
+                         "platform_slug": "linux-amd64", "depends_on": "", "level": 0}
+    assert [e["image"] for e in plan.github_matrix(p, level=1)["include"]] == ["app", "app"]
+    assert plan.levels(p) == {"base": 0, "app": 1, "tool": 2}
     assert {e["runner"] for e in matrix if e["platform"] == "linux/arm64"} == {"ubuntu-24.04-arm"}
     bake = plan.bake(p, catalog, s)
     assert bake["group"]["default"]["targets"] == ["base", "app", "tool"]
