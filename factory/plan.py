@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from factory import versioning
 from factory.render import DEBUG, FINGERPRINT_LABEL, PROD, RENDER_VERSION, digest_files
 
 FINGERPRINT_VERSION = 1  # bump when what goes into the fingerprint changes
+LOOKUP_CONCURRENCY = 8
 
 
 def read_context(folder: Path) -> dict[str, bytes]:
@@ -92,11 +94,14 @@ def make_plan(catalog, settings, registry_for: Callable, names: Sequence[str] = 
     tags = target.list_tags(settings.repository)
     roots = set(names) or set(catalog)
     wanted = roots | {d.name for n in roots for d in catalog.descendants(n)}
+    ordered = [m for m in catalog.ordered() if m.name in wanted]
+    # The look-ups are independent of each other: a bounded number at a time over one connection pool.
+    with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
+        current = dict(zip([m.name for m in ordered],
+                           pool.map(lambda m: _published(target, settings.repository, tags, m), ordered)))
     planned: dict[str, PlannedImage] = {}
-    for m in catalog.ordered():
-        if m.name not in wanted:
-            continue
-        published = _published(target, settings.repository, tags, m)
+    for m in ordered:
+        published = current[m.name]
         parent = planned.get(m.parent) if m.parent else None
         planned[m.name] = _plan_one(m, settings, target, published, parent, force and m.name in roots)
     return Plan(tuple(planned.values()))
