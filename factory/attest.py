@@ -10,34 +10,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 CONFORMANCE_PREDICATE_TYPE = "https://base-image-factory.dev/attestations/hardening-conformance/v1"
 SLSA_PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+# What cosign writes as predicateType for `--type cyclonedx` (the SBOM attestation of each platform).
+CYCLONEDX_PREDICATE_TYPE = "https://cyclonedx.org/bom"
 
 
 def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC. A naive datetime is refused: its zone would be a guess."""
+    if t.tzinfo is None:
+        raise ValueError(f"{t!r} has no time zone")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def conformance_predicate(*, image: str, version: str, platform_results: Mapping[str, Sequence],
                           policy_rules: Sequence[str], waivers: Sequence[Mapping], factory_version: str) -> dict:
     """``platform_results``: platform -> check results (objects with name, platform, digest,
-    passed, detail). Sorted throughout, so equal inputs give equal predicates."""
+    passed, detail). Sorted throughout, so equal inputs give equal predicates. A platform without
+    checks, or a predicate without platforms, is not "passed": nothing was shown to conform."""
     platforms = {}
     for platform in sorted(platform_results):
         checks = [asdict(c) if is_dataclass(c) else dict(c) for c in platform_results[platform]]
         digests = sorted({c["digest"] for c in checks})
+        if len(digests) > 1:  # the checks of one platform ran on one image; anything else is a bug
+            raise ValueError(f"checks for {platform} name several digests: {digests}")
         platforms[platform] = {
-            "digest": digests[0] if len(digests) == 1 else digests,
-            "passed": all(c["passed"] for c in checks),
+            "digest": digests[0] if digests else "",
+            "passed": bool(checks) and all(c["passed"] for c in checks),
             "checks": sorted(({"name": c["name"], "passed": c["passed"], "detail": c["detail"]} for c in checks),
                              key=lambda c: c["name"]),
         }
     return {
         "image": image,
         "version": version,
-        "passed": all(p["passed"] for p in platforms.values()),
+        "passed": bool(platforms) and all(p["passed"] for p in platforms.values()),
         "platforms": platforms,
         "policy": {"rules": sorted(policy_rules),
                    "waivers": sorted((_plain(w) for w in waivers), key=lambda w: w["rule"])},

@@ -323,22 +323,29 @@ def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
 @click.argument("ref")
 @click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="cosign public key (default: the configured key's .pub, or the dev key's).")
+@click.option("--certificate-identity", "identity", metavar="ID",
+              help="Keyless: the signer's identity (the CI workflow URI); with --certificate-oidc-issuer.")
+@click.option("--certificate-oidc-issuer", "issuer", metavar="URL",
+              help="Keyless: the OIDC issuer, e.g. https://token.actions.githubusercontent.com.")
 @pass_ctx
-def verify(ctx: Context, ref: str, public_key: Path | None) -> None:
-    """Verify a published image (tag or digest): signature, SBOM per platform, conformance, provenance, labels."""
+def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None, issuer: str | None) -> None:
+    """Verify a published image (tag or digest): signatures, SBOM per platform, conformance, provenance, labels."""
     from factory import manifest, sign
     from factory import verify as verify_mod
 
+    if bool(identity) != bool(issuer):
+        raise UsageError("keyless verification needs both --certificate-identity and --certificate-oidc-issuer")
+    keyless = sign.KeylessIdentity(identity, issuer) if identity and issuer else None
     signer = sign.Signer(ctx.settings, ctx.runner)
     try:
         manifests = manifest.load_all(ctx.settings)
     except ManifestError:
         manifests = {}  # verifying needs no local manifests; the label check just has less to compare
-    report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key)
+    report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key, identity=keyless)
     click.echo(report.render())
     if report.index_digest:
         click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
-            verify_mod.cosign_commands(report, signer, public_key)))
+            verify_mod.cosign_commands(report, signer, public_key, keyless)))
     if not report.ok:
         raise verify_mod.NotVerified(report)
 

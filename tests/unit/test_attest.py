@@ -1,4 +1,7 @@
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
 
 from factory.attest import conformance_predicate, slsa_provenance
 from factory.imagetest import CheckResult
@@ -50,3 +53,45 @@ def test_slsa_provenance_shape():
     assert bd["resolvedDependencies"] == [{"uri": "oci://reg/upstream/debian", "digest": {"sha256": "d" * 64}}]
     assert rd["builder"]["id"] == "b" and rd["metadata"] == {"invocationId": "r1", "startedOn": "2026-01-01T00:00:00Z",
                                                             "finishedOn": "2026-01-01T00:05:00Z"}
+
+
+def test_nothing_tested_is_not_passed():
+    assert predicate(platform_results={})["passed"] is False
+    p = predicate(platform_results={**results(), "linux/s390x": []})
+    assert p["platforms"]["linux/s390x"]["passed"] is False and p["passed"] is False
+
+
+def test_checks_of_one_platform_must_name_one_image():
+    mixed = {"linux/amd64": [CheckResult("a", "linux/amd64", "sha256:a", True, ""),
+                             CheckResult("b", "linux/amd64", "sha256:z", True, "")]}
+    with pytest.raises(ValueError, match="several digests"):
+        predicate(platform_results=mixed)
+
+
+def test_conformance_serialises_to_the_same_bytes():
+    a, b = predicate(), predicate(platform_results=dict(reversed(list(results().items()))),
+                                  policy_rules=["POL-001", "POL-002"])
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def provenance(**over):
+    args = dict(builder_id="b", build_type="t", manifest={"name": "py"}, context_digest="sha256:c",
+                base_ref="reg/upstream/debian@sha256:" + "d" * 64, platforms=["linux/amd64"], build_args={},
+                invocation={"run_id": "r1"}, started=datetime(2026, 1, 1, tzinfo=UTC),
+                finished=datetime(2026, 1, 1, 0, 5, tzinfo=UTC), subjects={})
+    return slsa_provenance(**(args | over))
+
+
+def test_provenance_times_are_utc():
+    cet = timezone(timedelta(hours=1))
+    p = provenance(started=datetime(2026, 1, 1, 1, 0, tzinfo=cet))
+    assert p["runDetails"]["metadata"]["startedOn"] == "2026-01-01T00:00:00Z"
+    with pytest.raises(ValueError, match="no time zone"):
+        provenance(finished=datetime(2026, 1, 1))
+
+
+def test_provenance_has_the_slsa_v1_required_fields():
+    p = provenance()
+    assert set(p) == {"buildDefinition", "runDetails"}
+    assert {"buildType", "externalParameters", "resolvedDependencies"} <= set(p["buildDefinition"])
+    assert p["runDetails"]["builder"]["id"] == "b"

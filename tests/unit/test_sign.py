@@ -2,13 +2,20 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import structlog
 
 from factory import config
-from factory.errors import UsageError
-from factory.sign import Signer
+from factory.errors import ConfigError, EnvironmentProblem, UsageError
+from factory.sign import KeylessIdentity, Signer, ensure_dev_key, is_key_uri
 from factory.tools import Runner
 
 DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    # An earlier CLI test may have pointed logging at a captured stream pytest has since closed.
+    structlog.reset_defaults()
 
 
 def signer(tmp_path, **signing) -> Signer:
@@ -63,3 +70,79 @@ def test_kms_key_verifies_with_the_uri_itself(tmp_path):
     s = signer(tmp_path, key="awskms:///alias/base-images")
     argv = s.verify_argv(f"ghcr.io/myorg/base@{DIGEST}")
     assert argv[argv.index("--key") + 1] == "awskms:///alias/base-images"
+
+
+def test_attesting_by_tag_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="by tag"):
+        signer(tmp_path).attest_argv("127.0.0.1:5000/myorg/base:python-v1", Path("/tmp/p.json"), "cyclonedx")
+
+
+def test_keyless_without_the_transparency_log_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="tlog_upload"):
+        signer(tmp_path, keyless=True, tlog_upload=False).sign_argv(f"ghcr.io/myorg/base@{DIGEST}")
+
+
+def test_keyless_verify_uses_the_certificate_identity_and_the_log(tmp_path):
+    who = KeylessIdentity("https://github.com/myorg/base/.github/workflows/release.yml@refs/heads/main",
+                          "https://token.actions.githubusercontent.com")
+    argv = signer(tmp_path, keyless=True, tlog_upload=True).verify_attestation_argv(
+        f"ghcr.io/myorg/base@{DIGEST}", "cyclonedx", identity=who)
+    assert argv[argv.index("--certificate-identity") + 1] == who.identity
+    assert argv[argv.index("--certificate-oidc-issuer") + 1] == who.oidc_issuer
+    assert "--key" not in argv and "--insecure-ignore-tlog=true" not in argv
+
+
+def test_keyless_verify_without_an_identity_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="certificate-identity"):
+        signer(tmp_path, keyless=True, tlog_upload=True).verify_argv(f"ghcr.io/myorg/base@{DIGEST}")
+
+
+def test_a_key_and_an_identity_together_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="either"):
+        signer(tmp_path).verify_argv(f"ghcr.io/myorg/base@{DIGEST}", public_key=Path("k.pub"),
+                                     identity=KeylessIdentity("me", "https://issuer"))
+
+
+def test_explicit_public_key_wins_and_tlog_follows_config(tmp_path):
+    s = signer(tmp_path, tlog_upload=True)
+    argv = s.verify_argv(f"ghcr.io/myorg/base@{DIGEST}", public_key=Path("/keys/team.pub"))
+    assert argv[argv.index("--key") + 1] == "/keys/team.pub"
+    assert "--insecure-ignore-tlog=true" not in argv
+
+
+def test_pkcs11_key_is_a_uri_not_a_file(tmp_path):
+    assert is_key_uri("pkcs11:token=ci;slot-id=0") and is_key_uri("gcpkms://projects/p/keys/k")
+    assert not is_key_uri("/var/lib/factory/keys/cosign.key")
+    s = signer(tmp_path, key="pkcs11:token=ci;slot-id=0")
+    argv = s.verify_argv(f"ghcr.io/myorg/base@{DIGEST}")
+    assert argv[argv.index("--key") + 1] == "pkcs11:token=ci;slot-id=0"
+
+
+def test_dev_key_password_is_empty_even_when_another_is_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("COSIGN_PASSWORD", "for-another-key")
+    assert signer(tmp_path)._env() == {"COSIGN_PASSWORD": ""}
+    assert signer(tmp_path, key=str(tmp_path / "team.key"))._env() == {"COSIGN_PASSWORD": "for-another-key"}
+
+
+def test_a_missing_key_file_is_one_clear_error_before_cosign_runs(tmp_path):
+    s = signer(tmp_path, key=str(tmp_path / "absent.key"))
+    with pytest.raises(EnvironmentProblem, match="absent.key not found") as e:
+        s.sign(f"127.0.0.1:5000/myorg/base@{DIGEST}")  # the unit-test guard would refuse a process
+    assert "factory keygen" in str(e.value)
+
+
+def test_a_missing_public_key_file_is_one_clear_error(tmp_path):
+    s = signer(tmp_path)
+    with pytest.raises(EnvironmentProblem, match="public key .*absent.pub not found"):
+        s.verify(f"127.0.0.1:5000/myorg/base@{DIGEST}", public_key=tmp_path / "absent.pub")
+
+
+def test_a_public_key_without_its_private_key_is_not_replaced(tmp_path):
+    s = signer(tmp_path)
+    settings = dataclasses.replace(s.settings, state_dir=tmp_path / "state")
+    settings.dev_key.parent.mkdir(parents=True)
+    pub = settings.dev_key.with_suffix(".pub")
+    pub.write_text("old public key")
+    with pytest.raises(EnvironmentProblem, match="without its private key"):
+        ensure_dev_key(settings, Runner())
+    assert pub.read_text() == "old public key"
