@@ -183,13 +183,7 @@ def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path 
             raise UsageError(str(e)) from None
     report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report,
                               only_platform=only_platform)
-    if report_path:
-        report_path.write_text(report.to_json())
-    click.echo(pipeline.summary(report))
-    if not report.ok:
-        from factory.publish import PublishFailed
-
-        raise PublishFailed(report)
+    _end_of_run(report, report_path)
 
 
 @cli.command()
@@ -212,13 +206,7 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
         except ValueError as e:
             raise UsageError(f"--digest {item!r}: {e}") from None
     report = pipeline.merge(ctx, name, parsed)
-    if report_path:
-        report_path.write_text(report.to_json())
-    click.echo(pipeline.summary(report))
-    if not report.ok:
-        from factory.publish import PublishFailed
-
-        raise PublishFailed(report)
+    _end_of_run(report, report_path)
 
 
 @cli.command()
@@ -260,15 +248,8 @@ def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path
     from factory import pipeline
 
     report = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
-    if report_path:
-        report_path.write_text(report.to_json())
     click.echo("\n".join(report.notes))
-    if report.images:
-        click.echo(pipeline.summary(report))
-    if not report.ok:
-        from factory.publish import PublishFailed
-
-        raise PublishFailed(report)
+    _end_of_run(report, report_path)
 
 
 @cli.command()
@@ -416,6 +397,19 @@ def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, publ
         click.echo(changelog.as_json(diff, old, new))
     else:
         click.echo(f"{ref_a} -> {ref_b} ({platform})\n{changelog.table(diff)}")
+
+
+def _end_of_run(report, report_path: Path | None) -> None:
+    """Write the report, print the summary, and fail (exit 1) when any image failed."""
+    from factory import pipeline
+    from factory.publish import PublishFailed
+
+    if report_path:
+        report_path.write_text(report.to_json())
+    if report.images:
+        click.echo(pipeline.summary(report))
+    if not report.ok:
+        raise PublishFailed(report)
 
 
 def main(argv: list[str] | None = None) -> None:

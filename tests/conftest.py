@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import structlog
 
 
 class SubprocessInUnitTest(AssertionError):
@@ -28,3 +29,12 @@ def _no_subprocess_in_unit_tests(request, monkeypatch):
             )
 
     monkeypatch.setattr(subprocess, "Popen", RefusedPopen)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """A CLI test configures logging onto pytest's captured stream, which is closed after that test:
+    start every test from structlog's defaults so no later test logs into a closed file."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
