@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import git
 
 from tests.integration.test_publish import ws  # noqa: F401  (fixture)
@@ -42,13 +44,23 @@ def test_nightly_rebuilds_what_drifted_and_its_children_then_nothing(ws, seeded,
     repo = git.Repo(ws.root)
     head_before = repo.head.commit.hexsha
     new_digest = push_upstream(ws, docker, tmp_path / "u2", seeded["busybox"], "two")
-    bumped = ws.factory("nightly")
-    assert bumped.returncode == 0, bumped.stdout + bumped.stderr
-    commits = list(repo.iter_commits(f"{head_before}..HEAD"))
-    bump = next(c for c in commits if c.message.startswith("base: bump upstream 1.0"))
+    drift = ws.factory("drift")
+    assert drift.returncode == 3 and "DRIFTED" in drift.stdout, drift.stdout + drift.stderr
+    updated = ws.factory("drift", "--update", "--commit")
+    assert updated.returncode == 3, updated.stderr
+    (bump,) = list(repo.iter_commits(f"{head_before}..HEAD"))
+    assert bump.message.startswith("base: bump upstream 1.0")
     assert list(bump.stats.files) == ["manifests/base.yaml"]
     assert bump.stats.total["lines"] == 2  # one line out, one line in: the digest
     assert new_digest.removeprefix("sha256:")[:12] in bump.message
+    assert ws.factory("render").returncode == 0
+    ws.commit("render")
+    planned = json.loads(ws.factory("plan", "--format", "json").stdout)
+    assert [(p["name"], p["reasons"]) for p in planned] == [("base", ["upstream changed"]),
+                                                             ("app", ["parent changed"])]
+
+    bumped = ws.factory("nightly")
+    assert bumped.returncode == 0, bumped.stdout + bumped.stderr
     tags = ws.tags()
     assert tags["base-v1.0.1"] != before["base-v1.0.0"] and tags["app-v1.0.1"] != before["app-v1.0.0"]
     assert tags["base"] == tags["base-v1.0.1"] and tags["app"] == tags["app-v1.0.1"]
