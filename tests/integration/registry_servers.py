@@ -5,7 +5,7 @@
 - ``TokenServer``: a tiny token service for distribution's ``auth: token`` (the protocol Docker Hub,
   GHCR, Harbor ... speak): checks Basic credentials and signs JWTs that the real registry verifies.
 - ``FaultProxy``: forwards to a real registry, answering 503/429 to the first N requests (or sleeping),
-  to exercise retries and timeouts.
+  to exercise retries and timeouts; or, by method and path, dropping connections (a stopped registry).
 """
 
 from __future__ import annotations
@@ -197,17 +197,23 @@ class TokenServer:
         return user if self.users.get(user) == password else None
 
 
+DROP = "drop"  # a fault action: close the connection without answering, as a stopped registry does
+
+
 class FaultProxy:
     """Forwards every request to ``upstream`` except the ones ``fault`` answers itself.
 
     ``fault(method, n)`` sees the method and the 1-based number of requests so far and returns None
-    (forward) or (status, headers) to answer with, or a float to sleep before forwarding.
+    (forward) or (status, headers) to answer with, or a float to sleep before forwarding, or DROP.
+    ``rule(method, path, n)``, when given instead, also sees the path (e.g. a manifest PUT by tag).
     """
 
-    def __init__(self, upstream: str, fault: Callable[[str, int], tuple[int, dict] | float | None]) -> None:
+    def __init__(self, upstream: str, fault: Callable[[str, int], tuple[int, dict] | float | str | None] | None = None,
+                 *, rule: Callable[[str, str, int], tuple[int, dict] | float | str | None] | None = None) -> None:
         self.upstream = upstream
-        self.fault = fault
+        self.rule = rule or (lambda method, path, n: fault(method, n))
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status answered)
+        self.path = ""  # the path of the request ``fault`` is deciding on
         self._lock = threading.Lock()
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -224,8 +230,13 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 with outer._lock:
                     n = len(outer.seen) + 1
-                    action = outer.fault(self.command, n)
+                    outer.path = self.path
+                    action = outer.rule(self.command, self.path, n)
                     outer.seen.append((self.command, self.path, 0))
+                if action == DROP:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if isinstance(action, tuple):
                     status, headers = action
                     self._reply(n, status, {**headers, "Content-Type": "application/json"},

@@ -1,0 +1,116 @@
+"""Faults during a publish, against a private registry behind a fault-injecting proxy: the registry
+goes away before or during the tag writes, or the process is killed. Nothing unsigned is ever
+reachable by a tag, and a re-run completes with exactly one version."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.registry_servers import FaultProxy, own_registry, serve
+from tests.integration.test_publish import cosign
+from tests.integration.workspace import Workspace, manifest_on
+
+TAG_PUT = re.compile(r"^/v2/.+/manifests/(?!sha256:)")
+
+
+class RegistryGoesAway:
+    """Forward everything until the first PUT of a manifest by tag matching ``tag_pattern``; from then
+    on answer 503 (the registry is gone) until ``back()``."""
+
+    def __init__(self, tag_pattern: str) -> None:
+        self.pattern = re.compile(tag_pattern)
+        self.down = False
+        self.spent = False  # the registry goes away once
+        self.proxy: FaultProxy | None = None
+
+    def __call__(self, method: str, n: int):
+        path = self.proxy.path
+        if not self.spent and method == "PUT" and TAG_PUT.match(path) and self.pattern.search(path):
+            self.down = True
+        return (503, {}) if self.down else None
+
+    def back(self) -> None:
+        self.down, self.spent = False, True
+
+
+@pytest.fixture
+def private(tmp_path, settings, seeded_debian):
+    """A workspace publishing to a private registry behind a fault proxy."""
+
+    def make(tag_pattern: str):
+        fault = RegistryGoesAway(tag_pattern)
+        (tmp_path / "reg").mkdir()
+        with own_registry(tmp_path / "reg") as registry:
+            proxy = FaultProxy(registry, fault)
+            fault.proxy = proxy
+            with serve(proxy.handler()) as host:
+                ws = Workspace.create(tmp_path / "repo", registry=host, state_dir=settings.state_dir,
+                                      extra_config={"helper_image": seeded_debian.ref,
+                                                    "insecure_registries": [host, settings.registry]})
+                yield ws, fault
+
+    return make
+
+
+def tags_by_name(ws):
+    return ws.tags()
+
+
+@pytest.mark.parametrize(("tag_pattern", "tags_left"), [
+    (r"-v\d+\.\d+\.\d+$", set()),          # gone before the first tag: nothing tagged
+    (r"-v\d+\.\d+$", {"down-v1.0.0"}),     # gone after the immutable tag, before the floating ones
+])
+def test_registry_gone_during_tagging_then_back(private, seeded, runner, settings, tag_pattern, tags_left):
+    gen = private(tag_pattern)
+    ws, fault = next(gen)
+    try:
+        ws.add_manifest(manifest_on(seeded["busybox"], "down"))
+        assert ws.factory("render").returncode == 0
+        ws.commit()
+        start = time.monotonic()
+        failed = ws.factory("publish", "down")
+        assert failed.returncode == 1
+        assert "failed at tag" in failed.stderr, failed.stderr
+        assert time.monotonic() - start < 120  # bounded retries, not a hang
+        fault.back()
+        tags = ws.tags()
+        assert set(tags) == tags_left
+        for digest in tags.values():  # whatever a tag reaches is signed
+            assert cosign(runner, settings, "verify", ws.ref(digest)).returncode == 0
+
+        again = ws.factory("publish", "down")
+        assert again.returncode == 0, again.stdout + again.stderr
+        tags = ws.tags()
+        assert {t for t in tags if re.fullmatch(r"down-v\d+\.\d+\.\d+", t)} == {"down-v1.0.0"}
+        assert tags["down"] == tags["down-v1"] == tags["down-v1.0"] == tags["down-v1.0.0"]
+        assert cosign(runner, settings, "verify", ws.ref(tags["down-v1.0.0"])).returncode == 0
+    finally:
+        gen.close()
+
+
+def test_sigkill_mid_publish_then_a_rerun_recovers(tmp_path, settings, seeded, seeded_debian):
+    ws = Workspace.create(tmp_path / "repo", registry=settings.registry, state_dir=settings.state_dir,
+                          extra_config={"helper_image": seeded_debian.ref})
+    ws.add_manifest(manifest_on(seeded["busybox"], "killed"))
+    assert ws.factory("render").returncode == 0
+    ws.commit()
+    proc = subprocess.Popen([sys.executable, "-m", "factory", "--config", str(ws.root / "factory.yaml"),
+                             "--log-format", "json", "publish", "killed"], cwd=ws.root, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "CI": "true"})
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # kill it once the image is pushed, while it signs
+        if '"step": "sign"' in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert ws.tags() == {}
+    again = ws.factory("publish", "killed")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(ws.tags()) == {"killed-v1.0.0", "killed-v1.0", "killed-v1", "killed"}
