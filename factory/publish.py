@@ -201,7 +201,8 @@ class Publisher:
             fp = self._fingerprint(m, context, base_digest, variant=render.PROD)
             existing = versioning.versions_in(self.target.list_tags(self.settings.repository), m.name)
             current = versioning.latest(existing, m.major, m.minor)
-            up_to_date = current and not self.force and self._published_fingerprint(m.name, current) == fp
+            up_to_date = (current and not self.force and self._published_fingerprint(m.name, current) == fp
+                          and self._verifies(m, current))
         if up_to_date:
             result.status = "up-to-date"
             result.prod = self._current_result(m.name, current, fp)
@@ -435,6 +436,18 @@ class Publisher:
                              hint="run `factory render` and commit images/")
         return plan.fingerprint(context_digest=plan.context_digest(context, variant), base_digest=base_digest,
                                 platforms=[str(p) for p in m.platforms], variant=variant)
+
+    def _verifies(self, m: Manifest, version: versioning.Version) -> bool:
+        """The current version counts as ours only when its signature verifies with our key: an image
+        whose label matches but that we cannot verify is replaced by a new, verifiable version."""
+        found = self.target.head_manifest(self.settings.repository, versioning.immutable_tag(m.name, version))
+        try:
+            self.stages.signer.verify(f"{self.settings.target}@{found.digest}")
+        except FactoryError as e:
+            self.log.warning("current version does not verify: publishing a new one", image=m.name,
+                             version=str(version), reason=e.message)
+            return False
+        return True
 
     def _published_fingerprint(self, name: str, version: versioning.Version) -> str | None:
         tag = versioning.immutable_tag(name, version)

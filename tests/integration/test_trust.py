@@ -39,3 +39,17 @@ def test_a_parent_whose_signature_does_not_verify_is_refused(ws, seeded, runner,
     image = report["images"][0]
     assert image["step"] == "resolve base" and "does not verify" in image["error"]
     assert not any(t.startswith("child") for t in ws.tags())
+
+
+def test_an_up_to_date_version_that_does_not_verify_is_replaced(ws, seeded, runner, tmp_path):  # noqa: F811
+    ws.add_manifest(manifest_on(seeded["busybox"], "rekeyed"))
+    first, _ = publish(ws, "rekeyed")
+    assert first.returncode == 0, first.stdout + first.stderr
+    subprocess.run([runner.require("cosign"), "generate-key-pair"], cwd=tmp_path, env={"COSIGN_PASSWORD": ""},
+                   capture_output=True, check=True)
+    # Same inputs, but the current version was signed with a key we no longer trust.
+    again, report = publish(ws, "rekeyed", env={"COSIGN_KEY": str(tmp_path / "cosign.key")})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert report["images"][0]["status"] == "published" and report["images"][0]["prod"]["version"] == "1.0.1"
+    tags = ws.tags()
+    assert tags["rekeyed"] == tags["rekeyed-v1.0.1"] != tags["rekeyed-v1.0.0"]
