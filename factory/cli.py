@@ -31,7 +31,7 @@ class Context:
 
     @cached_property
     def runner(self) -> Runner:
-        return Runner(extra_path=(self.settings.tools_bin,))
+        return Runner(extra_path=(self.settings.tools_bin,), only_path=self.settings.tools_path)
 
     @cached_property
     def docker(self) -> Docker:
@@ -42,9 +42,11 @@ class Context:
         from factory import registry
 
         if host not in self._registries:
+            retry = self.settings.registry_client
             self._registries[host] = registry.Registry(
                 host, insecure=self.settings.registry_is_insecure(host),
-                auth=registry.credentials_for(host, runner=self.runner))
+                auth=registry.credentials_for(host, runner=self.runner), retries=retry.retries,
+                backoff=retry.backoff_seconds, timeout=retry.timeout_seconds)
         return self._registries[host]
 
 

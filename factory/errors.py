@@ -9,6 +9,7 @@ Exit codes (documented in the README and relied on by CI):
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,8 +82,20 @@ class CommandError(FactoryError):
         self.step = step
         tail = "\n".join(stderr.strip().splitlines()[-20:])
         # Without the step: what a caller that names the step itself (StepFailed) shows.
-        self.detail = f"`{' '.join(self.argv[:3])} ...` exited {returncode}:\n{tail}"
+        self.detail = f"`{' '.join(self.argv[:3])} ...` {exit_words(returncode)}:\n{tail}"
         super().__init__(f"{step}: {self.detail}" if step else self.detail)
+
+
+def exit_words(returncode: int) -> str:
+    """`exited 1`, or for a process that crashed or was killed, `was killed by SIGSEGV` (subprocess
+    reports death by signal N as the return code -N)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited {returncode}"
 
 
 class StepFailed(FactoryError):

@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from factory import platforms, yamlload
+from factory import platforms, schemas, yamlload
 from factory.config import Settings
 from factory.errors import FactoryError, ManifestError, Problem
 from factory.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
@@ -307,22 +307,9 @@ def _schema_default(*pointer: str) -> Any:
 # Structure: JSON Schema errors -> Problems that point at the key and say what to do
 
 
-def _strict_pattern(validator, pattern, instance, schema_):
-    """JSON Schema `pattern` with ECMA-262 `$`: Python's `$` also matches before a trailing
-    newline, so `name: "ok\\n"` would pass ^[a-z]+$ and could break out of a Dockerfile line."""
-    if not validator.is_type(instance, "string"):
-        return
-    match = re.search(pattern, instance)
-    if match is None or (pattern.endswith("$") and match.end() != len(instance)):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _strict_pattern})
-
-
 @cache
 def _validator() -> jsonschema.protocols.Validator:
-    return _Validator(schema())
+    return schemas.Validator(schema())  # ECMA-262 `$` in patterns: see factory.schemas
 
 
 def _structure_problems(doc: yamlload.Document, shown: str) -> list[Problem]:

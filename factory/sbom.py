@@ -106,8 +106,7 @@ def choose_generator(runner: Runner, cache_dir: Path) -> SbomGenerator:
         return SyftSbom(runner)
     if runner.which("trivy"):
         return TrivySbom(runner, cache_dir)
-    raise EnvironmentProblem("no SBOM generator: neither syft nor trivy was found in PATH or "
-                             f"{', '.join(map(str, runner.extra_path)) or 'the tools folder'}",
+    raise EnvironmentProblem(f"no SBOM generator: neither syft nor trivy was found in {runner.searched}",
                              hint=INSTALL_HINT)
 
 

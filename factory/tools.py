@@ -1,7 +1,7 @@
 """Every external command (cosign, trivy, syft, mmdebstrap ...) runs through this one runner.
 
-It resolves the binary first (the project's tools folder, then PATH) so that a missing tool is one
-clear error; logs the argv, never the environment (secrets travel there); and turns a non-zero exit
+It resolves the binary first (the project's tools folder, the venv's bin, then PATH; or only the
+folders of a hermetic ``tools_path``) so that a missing tool is one clear error; logs the argv, never the environment (secrets travel there); and turns a non-zero exit
 into a CommandError carrying argv, exit code and stderr, never into an empty result.
 docker and buildx do not come through here: they go through ``factory.docker`` (python-on-whales).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,15 +26,30 @@ INSTALL_HINT = "run `make setup` (scripts/bootstrap.sh) to install the toolchain
 
 @dataclass(frozen=True)
 class Runner:
-    """Runs external tools; ``extra_path`` (the bootstrap's tools/bin) is searched before PATH."""
+    """Runs external tools; ``extra_path`` (the bootstrap's tools/bin) is searched before PATH.
+
+    ``only_path`` (factory.yaml ``tools_path`` / FACTORY_TOOLS_PATH) replaces the whole search: tools
+    come from those folders and nowhere else, and the tools' own PATH is those folders. For a pinned
+    toolchain in CI, and for tests that need a tool missing or broken without touching the machine's.
+    """
 
     extra_path: tuple[Path, ...] = ()
+    only_path: tuple[Path, ...] | None = None
 
     @property
     def search_path(self) -> str:
+        if self.only_path is not None:
+            return os.pathsep.join(map(str, self.only_path))
         # Tools installed as Python extras (trivy) live beside the interpreter, in the venv's bin.
         venv_bin = os.path.dirname(sys.executable)
         return os.pathsep.join([*map(str, self.extra_path), venv_bin, os.environ.get("PATH", "")])
+
+    @property
+    def searched(self) -> str:
+        """Where tools are looked for, in words, for "not found" messages."""
+        if self.only_path is not None:
+            return f"tools_path ({', '.join(map(str, self.only_path)) or 'empty'})"
+        return "PATH" + (" or " + ", ".join(map(str, self.extra_path)) if self.extra_path else "")
 
     def which(self, name: str) -> str | None:
         return shutil.which(name, path=self.search_path)
@@ -41,9 +57,7 @@ class Runner:
     def require(self, name: str) -> str:
         found = self.which(name)
         if not found:
-            where = ", ".join(map(str, self.extra_path))
-            raise EnvironmentProblem(f"{name} not found in PATH{' or ' + where if where else ''}",
-                                     hint=INSTALL_HINT)
+            raise EnvironmentProblem(f"{name} not found in {self.searched}", hint=INSTALL_HINT)
         return found
 
     def run(
@@ -69,7 +83,8 @@ class Runner:
                 capture_output=True, text=not isinstance(input, bytes),
             )
         except subprocess.TimeoutExpired as e:
-            raise CommandError(argv, -1, f"timed out after {timeout}s", step=step) from e
+            # subprocess.run kills the tool on a timeout: say so, and why
+            raise CommandError(argv, -signal.SIGKILL, f"timed out after {timeout}s", step=step) from e
         logger.debug("ran", argv0=argv[0], rc=proc.returncode, seconds=round(time.monotonic() - start, 2))
         if check and proc.returncode != 0:
             stderr = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")

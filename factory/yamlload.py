@@ -1,4 +1,4 @@
-"""A safe YAML reader for manifests that remembers the line of every key.
+"""A safe YAML reader for manifests (and factory.yaml) that remembers the line of every key.
 
 ``yaml.safe_load`` is not enough for files people write by hand and tools read blindly: it turns
 ``2028-06-30`` into a ``date`` (so the schema cannot check it as text), silently keeps the last of
@@ -37,6 +37,19 @@ _KIND_TAGS = {MappingNode: f"{_TAG}map", SequenceNode: f"{_TAG}seq"}
 
 
 @dataclass(frozen=True)
+class Kind:
+    """What kind of file is read: for the messages, and whether an empty file is allowed."""
+
+    noun: str  # "a manifest"
+    example: str  # the first keys of a good file, shown when the top level is wrong
+    empty_ok: bool = False  # an empty (or comments-only) file is an empty mapping: all defaults
+
+
+MANIFEST = Kind("a manifest", "apiVersion: factory/v1, name: ...")
+CONFIG = Kind("a factory.yaml", "registry: ..., repository: ...", empty_ok=True)
+
+
+@dataclass(frozen=True)
 class Document:
     """A parsed YAML file: plain values, and where each key or list item was written."""
 
@@ -55,16 +68,18 @@ class YamlProblem(Exception):
         self.line, self.key, self.message = line, key, message
 
 
-def load(data: bytes, path: str) -> tuple[Document | None, list[Problem]]:
+def load(data: bytes, path: str, kind: Kind = MANIFEST) -> tuple[Document | None, list[Problem]]:
     """Parse one file's bytes. Returns the document (None when unusable) and every problem found.
 
     Duplicate keys are reported all together and still give a document; anything that stops
     parsing (syntax, encoding, budgets, a top level that is not a mapping) gives no document.
     """
     try:
-        text = _decode(data)
-        node = _compose(text)
-        builder = _Builder()
+        text = _decode(data, kind)
+        node = _compose(text, kind)
+        if node is None:  # empty, and that is allowed
+            return Document({}), []
+        builder = _Builder(kind)
         value = builder.build(node, "", 0)
     except YamlProblem as e:
         return None, [Problem(path, e.line, e.key, e.message)]
@@ -72,9 +87,9 @@ def load(data: bytes, path: str) -> tuple[Document | None, list[Problem]]:
     return Document(value, builder.lines, builder.written), problems
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, kind: Kind) -> str:
     if len(data) > MAX_BYTES:
-        raise YamlProblem(None, "", f"file is {len(data) // 1024} KiB; a manifest may be at most "
+        raise YamlProblem(None, "", f"file is {len(data) // 1024} KiB; {kind.noun} may be at most "
                                     f"{MAX_BYTES // 1024} KiB")
     try:
         # utf-8-sig: a leading byte-order mark (some Windows editors add one) is harmless
@@ -85,19 +100,20 @@ def _decode(data: bytes) -> str:
                                     f"{e.start} ({e.reason}); save the file as UTF-8") from None
 
 
-def _compose(text: str) -> Node:
+def _compose(text: str, kind: Kind) -> Node | None:
     _check_shape(text)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as e:
         raise _syntax_problem(e, text) from None
     if node is None:
-        raise YamlProblem(None, "", "file is empty: expected a manifest mapping "
-                                    "(apiVersion: factory/v1, name: ..., ...)")
+        if kind.empty_ok:
+            return None
+        raise YamlProblem(None, "", f"file is empty: expected {kind.noun} mapping ({kind.example}, ...)")
     if not isinstance(node, MappingNode):
-        kind = "a list" if isinstance(node, SequenceNode) else f"a single value {_short(node.value)}"
+        found = "a list" if isinstance(node, SequenceNode) else f"a single value {_short(node.value)}"
         raise YamlProblem(_line(node), "", f"the top level must be a mapping of keys "
-                                           f"(apiVersion: factory/v1, name: ...), not {kind}")
+                                           f"({kind.example}), not {found}")
     return node
 
 
@@ -140,7 +156,8 @@ def _syntax_problem(e: yaml.YAMLError, text: str) -> YamlProblem:
 class _Builder:
     """Nodes -> plain values, recording lines, duplicate keys and a node budget."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
         self.lines: dict[str, int] = {}
         self.written: dict[str, str] = {}
         self.duplicates: list[tuple[int, str, str]] = []
@@ -151,7 +168,7 @@ class _Builder:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise YamlProblem(_line(node), path, f"more than {MAX_NODES} values (after expanding "
-                                                 "aliases); a manifest is much smaller")
+                                                 f"aliases); {self.kind.noun} is much smaller")
         if depth > MAX_DEPTH:  # reachable only through aliases, e.g. a list that contains itself
             raise YamlProblem(_line(node), path, f"nested more than {MAX_DEPTH} levels deep "
                                                  "(through aliases)")

@@ -44,10 +44,10 @@ def test_environment_overrides_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("registyr: x\n", "Additional properties are not allowed ('registyr'"),
+        ("registyr: x\n", "factory.yaml:1: registyr: unknown key 'registyr'; did you mean 'registry'?"),
         ("policy:\n  eol_warning_days: -1\n", "policy.eol_warning_days"),
-        ("platforms: [linux/mips]\n", "platforms: 'linux/mips'"),
-        ("- a\n- b\n", "expected a mapping"),
+        ("platforms: [linux/mips]\n", "platforms.0: 'linux/mips'"),
+        ("- a\n- b\n", "the top level must be a mapping"),
         ("registry: [\n", "not valid YAML"),
         ("signing:\n  keyless: yes please\n", "signing.keyless"),
     ],

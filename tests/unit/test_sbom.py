@@ -233,6 +233,7 @@ class FakeRunner:
 
     def __init__(self, *present: str) -> None:
         self.present, self.extra_path = present, (Path("/opt/factory/tools/bin"),)
+        self.searched = "PATH or /opt/factory/tools/bin"
 
     def which(self, name: str) -> str | None:
         return f"/usr/bin/{name}" if name in self.present else None
