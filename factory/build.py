@@ -6,6 +6,7 @@ SOURCE_DATE_EPOCH from the git commit time: unchanged inputs give the same index
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from factory import log, platforms, progress
 from factory.docker import Docker
+from factory.errors import CommandError
 from factory.ocilayout import OciLayout
 
 
@@ -69,21 +71,61 @@ def unbuildable_platforms(wanted: Sequence[str], *, binfmt_dir: Path = BINFMT_DI
     return missing
 
 
+class BuildFailed(CommandError):
+    """buildx failed. ``platforms``: those BuildKit reports a failed step for, read from its output
+    for the message only (nothing decides on them); empty when the output names none."""
+
+    def __init__(self, error: CommandError, platforms: list[str]) -> None:
+        super().__init__(error.argv, error.returncode, error.stderr, step=error.step)
+        self.platforms = platforms
+
+
+# BuildKit's plain progress: "#7 [linux/arm64 2/2] RUN ...", later "#7 ERROR: process ... exit code: 100";
+# and in the closing summary " > [linux/arm64 2/2] RUN ...:". A one-platform build has no platform there.
+_STEP_LINE = re.compile(r"^#(\d+) \[(\S+) ")
+_ERROR_LINE = re.compile(r"^#(\d+) ERROR[: ]")
+_SUMMARY_LINE = re.compile(r"^\s*> \[(\S+) ")
+
+
+def failed_platforms(output: str) -> list[str]:
+    """The platforms whose build steps failed, in BuildKit's plain progress output (sorted, unique)."""
+    step_platform: dict[str, str] = {}
+    failed: set[str] = set()
+    for line in output.splitlines():
+        if m := _STEP_LINE.match(line):
+            step_platform.setdefault(m[1], m[2])
+        elif m := _ERROR_LINE.match(line):
+            failed.add(step_platform.get(m[1], ""))
+        elif m := _SUMMARY_LINE.match(line):
+            failed.add(m[1])
+    return sorted({str(p) for p in map(_platform_or_none, failed) if p})
+
+
+def _platform_or_none(text: str) -> platforms.Platform | None:
+    try:  # "2/2" (a one-platform build's step counter) or "internal" is no platform
+        return platforms.parse(text)
+    except ValueError:
+        return None
+
+
 def build(docker: Docker, req: BuildRequest, workdir: Path) -> BuiltImage:
     workdir.mkdir(parents=True, exist_ok=True)
     archive = workdir / f"{req.name}.oci.tar"
     start = time.monotonic()
     with progress.live(f"building {req.name} for {', '.join(req.platforms)}") as update:
-        docker.build(
-            req.dockerfile.parent,
-            file=req.dockerfile,
-            platforms=req.platforms,
-            output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
-            build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
-            cache=req.cache,
-            step="build",
-            on_line=update,
-        )
+        try:
+            docker.build(
+                req.dockerfile.parent,
+                file=req.dockerfile,
+                platforms=req.platforms,
+                output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
+                build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
+                cache=req.cache,
+                step="build",
+                on_line=update,
+            )
+        except CommandError as e:
+            raise BuildFailed(e, failed_platforms(e.stderr)) from None
     layout = OciLayout.from_archive(archive, workdir / f"{req.name}.oci")
     seconds = time.monotonic() - start
     log.get("build").info("built", image=req.name, index=layout.index.digest, platforms=list(layout.platforms),

@@ -11,8 +11,9 @@ from datetime import date
 from pathlib import Path
 
 from factory import ci, gitinfo, log, manifest, policy, render
-from factory.errors import FactoryError, ManifestError, UsageError
+from factory.errors import EnvironmentProblem, FactoryError, ManifestError, UsageError
 from factory.publish import Publisher, RunReport, Stages, utc_now
+from factory.tools import INSTALL_HINT
 
 VULN_IGNORE_FILE = "vuln-ignore.yaml"
 
@@ -112,6 +113,10 @@ def stages(ctx, scan_report: Path | None) -> Stages:
     from factory import sbom, scan, sign
 
     settings, runner = ctx.settings, ctx.runner
+    # Before anything is built: a publish that would build for minutes and then find no cosign fails now.
+    if not runner.which("cosign"):
+        raise EnvironmentProblem(f"publish needs cosign (sign, attest and parent verification steps); "
+                                 f"it was not found in {runner.searched}", hint=INSTALL_HINT)
     if not settings.signing.key and not settings.signing.keyless:
         sign.ensure_dev_key(settings, runner)
     cache = settings.state_dir / "cache" / "trivy"

@@ -26,6 +26,7 @@ import filelock
 
 from factory import __version__, attest, ci, gates, imagetest, log, plan, policy, render, versioning
 from factory.build import (
+    BuildFailed,
     BuildRequest,
     BuiltImage,
     build,
@@ -356,11 +357,15 @@ class Publisher:
                                      "emulation enabled in binfmt_misc", platform=missing[0],
                                      hint="run `make services` (it enables qemu-aarch64), or set `builder` to a "
                                           "buildx builder with native nodes")
-            built = build(self.docker, BuildRequest(
-                name=prefix, dockerfile=dockerfile, platforms=tuple(platforms),
-                build_args=build_args,
-                source_date_epoch=self.revision.commit_time,
-            ), self.workdir / prefix)
+            try:
+                built = build(self.docker, BuildRequest(
+                    name=prefix, dockerfile=dockerfile, platforms=tuple(platforms),
+                    build_args=build_args,
+                    source_date_epoch=self.revision.commit_time,
+                ), self.workdir / prefix)
+            except BuildFailed as e:
+                raise StepFailed(m.name, f"{label}build", e.detail, platform=", ".join(e.platforms) or None,
+                                 hint=_build_hint(e, platforms)) from e
             missing = missing_platforms(built, platforms)
             if missing:
                 raise StepFailed(m.name, "build", f"the build produced no image for {', '.join(missing)}",
@@ -402,8 +407,9 @@ class Publisher:
         except StepFailed:
             raise
         except FactoryError as e:
-            # A failed command names its own step; StepFailed names it once, so only its detail is kept.
-            message = e.detail if isinstance(e, CommandError) else e.message
+            # A failed command names its own step; StepFailed names it once, so only its detail is kept,
+            # unless the command's step says more (gates: "sbom linux/arm64: `trivy ...` exited 2").
+            message = e.detail if isinstance(e, CommandError) and e.step in name else e.message
             raise StepFailed(m.name, name, message, hint=e.hint) from e
         finally:
             result.timings[name] = round(time.monotonic() - start, 2)
@@ -419,6 +425,7 @@ class Publisher:
                 raise StepFailed(m.name, "resolve base",
                                  f"upstream tag {up.image}:{up.tag} now points at {found.digest}, the manifest pins "
                                  f"{up.digest}", hint="the tag moved under us: review it, then `factory drift --update`")
+            self._require_platforms(m, self.registry_for(up.registry), up.repository, up.digest, up.image)
             return up.pinned_ref, up.digest
         parent = self.catalog[m.parent]
         tag = f"{parent.name}-v{parent.version}"
@@ -428,7 +435,18 @@ class Publisher:
                              hint=f"publish {parent.name} first (factory publish {parent.name} {m.name})")
         ref = f"{self.settings.target}@{found.digest}"
         self.stages.signer.verify(ref)  # never build on a parent whose signature does not verify
+        self._require_platforms(m, self.target, self.settings.repository, found.digest, f"parent {tag}")
         return ref, found.digest
+
+    def _require_platforms(self, m: Manifest, registry: Registry, repo: str, digest: str, shown: str) -> None:
+        """Refuse a base that lacks one of our platforms: BuildKit would quietly build FROM the image it
+        has, and an "arm64" image would carry amd64 binaries (it even passes its tests, on an amd64 host)."""
+        provided = registry.platforms(repo, digest)
+        missing = [str(p) for p in m.platforms if str(p) not in provided]
+        if missing:
+            raise StepFailed(m.name, "resolve base", f"{shown}@{digest} has no image for {', '.join(missing)} "
+                             f"(it has {', '.join(provided) or 'none'})", platform=missing[0],
+                             hint="narrow the manifest's platforms, or pin a base that provides them")
 
     def _fingerprint(self, m: Manifest, context: Path, base_digest: str, *, variant: str) -> str:
         if not (context / "Dockerfile").is_file():
@@ -522,6 +540,15 @@ class Publisher:
         for tag in versioning.floating_tags_to_move(v.tag_prefix, version, existing):
             if self.target.tag(repo, v.index_digest, tag):
                 v.tags.append(tag)
+
+
+def _build_hint(e: BuildFailed, wanted: Sequence[str]) -> str | None:
+    # Words for people only: a RUN step that failed on some platforms, not all, is most often a
+    # package or command that does not exist for that architecture.
+    if e.platforms and set(e.platforms) < set(wanted) and "did not complete successfully" in e.stderr:
+        return (f"a RUN step failed on {', '.join(e.platforms)} only: check that every package and command "
+                "exists for that architecture (or narrow the manifest's platforms)")
+    return None
 
 
 def _by_platform(checks) -> dict[str, list]:

@@ -483,6 +483,17 @@ class Registry:
             doc = json.loads(self.get_manifest(repo, images[0].digest)[0])
         return json.loads(self.get_blob(repo, doc["config"]["digest"]))
 
+    def platforms(self, repo: str, reference: str) -> list[str]:
+        """The platforms an image provides: its index's image entries (BuildKit's attestation entries
+        skipped), or for a single-platform manifest the platform its config names."""
+        raw, media_type, _ = self.get_manifest(repo, reference)
+        doc = json.loads(raw)
+        if media_type in INDEX_TYPES or "manifests" in doc:
+            children = [Descriptor.from_json(d) for d in doc.get("manifests", [])]
+            return sorted({platform_string(d.platform) for d in children if d.platform and not d.is_attestation})
+        config = json.loads(self.get_blob(repo, doc["config"]["digest"]))
+        return [platform_string(config)]
+
     def labels(self, repo: str, reference: str) -> dict[str, str]:
         """The image's labels (every platform of a factory image carries the same ones)."""
         return (self.image_config(repo, reference).get("config") or {}).get("Labels") or {}

@@ -142,7 +142,8 @@ class Signer:
         try:
             self.runner.run(argv, step=step, env=self._env(), input="", timeout=300)
         except CommandError as e:
-            e.hint = KEY_HINT
+            if e.returncode > 0:  # cosign said no (a key or password problem, most often), not a crash
+                e.hint = KEY_HINT
             raise
 
     def sign(self, ref: str, *, recursive: bool = True) -> None:

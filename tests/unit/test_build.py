@@ -1,3 +1,5 @@
+import pytest
+
 from factory import build, platforms
 
 
@@ -23,3 +25,27 @@ def test_foreign_platform_needs_an_enabled_handler(tmp_path, monkeypatch):
 
 def test_created_timestamp_is_rfc3339_utc():
     assert build.created_timestamp(1704067200) == "2024-01-01T00:00:00Z"
+
+
+BUILDKIT_FAILURE = """\
+#5 [linux/amd64 2/2] RUN apt-get install -y lib32gcc-s1
+#7 [linux/arm64 2/2] RUN apt-get install -y lib32gcc-s1
+#7 11.76 E: Unable to locate package lib32gcc-s1
+#7 ERROR: process "/bin/sh -c apt-get install -y lib32gcc-s1" did not complete successfully: exit code: 100
+#5 CANCELED
+------
+ > [linux/arm64 2/2] RUN apt-get install -y lib32gcc-s1:
+------
+ERROR: failed to solve: process "/bin/sh -c apt-get install -y lib32gcc-s1" did not complete successfully
+"""
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    (BUILDKIT_FAILURE, ["linux/arm64"]),
+    ("#3 [linux/arm/v7 internal] load metadata for x\n#3 ERROR: not found\n", ["linux/arm/v7"]),
+    ("#4 [2/2] RUN false\n#4 ERROR: exit code: 1\n > [2/2] RUN false:\n", []),  # one platform: none named
+    ("#1 [internal] load build definition\n#1 ERROR: no Dockerfile\n", []),
+    ("ERROR: failed to solve: no space left on device\n", []),
+], ids=["arm64-run", "variant", "single-platform", "internal", "no-steps"])
+def test_failed_platforms_are_read_from_buildkit_output(output, expected):
+    assert build.failed_platforms(output) == expected
