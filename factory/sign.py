@@ -14,7 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,14 @@ from factory.errors import CommandError, ConfigError, EnvironmentProblem, Factor
 from factory.registry import Ref
 from factory.tools import Runner
 
+
+# cosign (go-containerregistry) does not retry the registry's /v2/ ping: one 503 or 429 from a busy
+# registry fails a whole signature. Its commands are safe to repeat (signing a digest again adds a
+# signature; verifying only reads), so a failure that reads as a registry's transient answer is tried
+# again. Only whether to try again depends on these words; the last failure is reported as it was.
+_TRANSIENT = re.compile(r"\b(?:429|50[0234])\b|TOOMANYREQUESTS|UNAVAILABLE|Service Unavailable|Too Many Requests"
+                        r"|connection refused|connection reset|i/o timeout|unexpected EOF", re.IGNORECASE)
+MAX_BACKOFF = 30.0  # seconds, as the registry client
 
 KEY_HINT = ("check the signing key (signing.key in factory.yaml or COSIGN_KEY; `factory keygen` makes the "
             "dev key) and COSIGN_PASSWORD")
@@ -139,12 +150,31 @@ class Signer:
 
     def _run_signing(self, argv: list[str], step: str) -> None:
         self._check_signing_key()
-        try:
-            self.runner.run(argv, step=step, env=self._env(), input="", timeout=300)
-        except CommandError as e:
-            if e.returncode > 0:  # cosign said no (a key or password problem, most often), not a crash
-                e.hint = KEY_HINT
-            raise
+        proc = self._run_cosign(argv, step=step, env=self._env(), timeout=300)
+        if proc.returncode != 0:
+            error = CommandError(argv, proc.returncode, proc.stderr or str(proc.stdout)[-2000:], step=step)
+            if _TRANSIENT.search(proc.stderr or ""):
+                error.hint = (f"the registry kept failing (tried {1 + self.settings.registry_client.retries} "
+                              "times): check its health, then run again; nothing was tagged")
+            elif proc.returncode > 0:  # cosign said no (a key or password problem, most often), not a crash
+                error.hint = KEY_HINT
+            raise error
+
+    def _run_cosign(self, argv: list[str], *, step: str, timeout: float,
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run cosign; when it fails on a registry's transient answer, run it again with the registry
+        client's bounded backoff (see _TRANSIENT). Returns the last attempt, failed or not."""
+        retry = self.settings.registry_client
+        delay = retry.backoff_seconds
+        for attempt in range(1, retry.retries + 2):
+            proc = self.runner.run(argv, step=step, env=env, input="", timeout=timeout, check=False)
+            if proc.returncode <= 0 or attempt > retry.retries or not _TRANSIENT.search(proc.stderr or ""):
+                return proc
+            self.log.warning("cosign met a transient registry error; trying again", step=step, attempt=attempt,
+                             wait_seconds=delay, error=_last_line(proc.stderr))
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+        return proc
 
     def sign(self, ref: str, *, recursive: bool = True) -> None:
         """Sign ``ref`` (by digest); ``recursive`` also signs each platform manifest of an index."""
@@ -171,8 +201,8 @@ class Signer:
                identity: KeylessIdentity | None = None) -> list[dict]:
         """The verified signature payloads of ``ref``; raises VerificationFailed when none verifies."""
         self._check_public_key(public_key, identity)
-        proc = self.runner.run(self.verify_argv(ref, public_key=public_key, identity=identity), step="verify",
-                               check=False, input="", timeout=120)
+        proc = self._run_cosign(self.verify_argv(ref, public_key=public_key, identity=identity), step="verify",
+                                timeout=120)
         if proc.returncode != 0:
             raise VerificationFailed(f"signature of {ref} does not verify: {_last_line(proc.stderr)}")
         return _json_lines(proc.stdout)
@@ -183,7 +213,7 @@ class Signer:
         VerificationFailed when there is none."""
         self._check_public_key(public_key, identity)
         argv = self.verify_attestation_argv(ref, predicate_type, public_key=public_key, identity=identity)
-        proc = self.runner.run(argv, step="verify-attestation", check=False, input="", timeout=120)
+        proc = self._run_cosign(argv, step="verify-attestation", timeout=120)
         if proc.returncode != 0:
             raise VerificationFailed(f"no verified {predicate_type} attestation on {ref}: {_last_line(proc.stderr)}")
         statements = [json.loads(base64.b64decode(env["payload"])) for env in _json_lines(proc.stdout)]

@@ -53,7 +53,9 @@ def private(tmp_path, settings, seeded_debian):
             with serve(proxy.handler()) as host:
                 ws = Workspace.create(tmp_path / "repo", registry=host, state_dir=settings.state_dir,
                                       extra_config={"helper_image": seeded_debian.ref,
-                                                    "insecure_registries": [host, settings.registry]})
+                                                    "insecure_registries": [host, settings.registry],
+                                                    # gives up after ~1 s, not the default ~15 s
+                                                    "registry_client": {"retries": 3, "backoff_seconds": 0.1}})
                 yield ws, fault
 
     return make
@@ -82,8 +84,10 @@ def test_registry_gone_during_tagging_then_back(private, seeded, runner, setting
         fault.back()
         tags = ws.tags()
         assert set(tags) == tags_left
-        for digest in tags.values():  # whatever a tag reaches is signed
+        for digest in tags.values():  # whatever a tag reaches is signed and attested
             assert cosign(runner, settings, "verify", ws.ref(digest)).returncode == 0
+            assert cosign(runner, settings, "verify-attestation", "--type", "slsaprovenance1",
+                          ws.ref(digest)).returncode == 0
 
         again = ws.factory("publish", "down")
         assert again.returncode == 0, again.stdout + again.stderr

@@ -146,3 +146,54 @@ def test_a_public_key_without_its_private_key_is_not_replaced(tmp_path):
     with pytest.raises(EnvironmentProblem, match="without its private key"):
         ensure_dev_key(settings, Runner())
     assert pub.read_text() == "old public key"
+
+
+class ScriptedRunner(Runner):
+    """Answers each cosign run with the next (exit code, stderr); records the argv."""
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        super().__init__()
+        object.__setattr__(self, "answers", list(answers))
+        object.__setattr__(self, "calls", [])
+
+    def run(self, argv, **kwargs):
+        import subprocess
+
+        self.calls.append(list(argv))
+        code, stderr = self.answers.pop(0)
+        return subprocess.CompletedProcess(argv, code, "", stderr)
+
+
+def retrying_signer(tmp_path, runner: Runner) -> Signer:
+    key = tmp_path / "org.key"
+    key.write_text("key")
+    (tmp_path / "factory.yaml").write_text(f"signing: {{key: {key}}}\nregistry_client: {{retries: 2, backoff_seconds: 0}}\n")
+    return Signer(config.load(tmp_path / "factory.yaml", environ={}), runner)
+
+
+def test_a_transient_registry_error_in_cosign_is_tried_again(tmp_path):
+    runner = ScriptedRunner((1, "GET http://r/v2/: unexpected status code 503 Service Unavailable"),
+                            (1, "HEAD http://r/v2/x/manifests/sha256-a.sig: TOOMANYREQUESTS"), (0, ""))
+    retrying_signer(tmp_path, runner).sign(f"ghcr.io/myorg/base@{DIGEST}")
+    assert len(runner.calls) == 3
+
+
+def test_cosign_retries_are_bounded_and_say_the_registry_kept_failing(tmp_path):
+    from factory.errors import CommandError
+
+    runner = ScriptedRunner(*[(1, "dial tcp 10.0.0.1:443: connect: connection refused")] * 3)
+    with pytest.raises(CommandError) as failed:
+        retrying_signer(tmp_path, runner).sign(f"ghcr.io/myorg/base@{DIGEST}")
+    assert len(runner.calls) == 3 and "connection refused" in str(failed.value)
+    assert "the registry kept failing (tried 3 times)" in failed.value.hint
+
+
+@pytest.mark.parametrize("answer", [(1, "Error: decrypt: encrypted: decryption failed"), (-11, "SIGSEGV 503")],
+                         ids=["wrong-password", "crash"])
+def test_a_key_problem_or_a_crash_is_not_tried_again(tmp_path, answer):
+    from factory.errors import CommandError
+
+    runner = ScriptedRunner(answer)
+    with pytest.raises(CommandError):
+        retrying_signer(tmp_path, runner).sign(f"ghcr.io/myorg/base@{DIGEST}")
+    assert len(runner.calls) == 1
