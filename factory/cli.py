@@ -215,29 +215,43 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
 @click.argument("names", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "github-matrix", "bake"]), default="table",
               show_default=True)
-@click.option("--force", is_flag=True, help="Plan every listed image as if its inputs had changed.")
+@click.option("--force", is_flag=True, help="Plan every listed image (all when none is named) as changed.")
 @click.option("--level", type=int, help="github-matrix: only this build level (0: parent not rebuilt).")
+@click.option("--runner", "runners", multiple=True, metavar="PLATFORM=LABEL",
+              help="github-matrix: the runner label for a platform (default linux/arm64=ubuntu-24.04-arm).")
+@click.option("--stats", is_flag=True, help="Print the number of registry requests to stderr.")
 @pass_ctx
-def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int | None) -> None:
-    """What must be built and why: new, upstream changed, parent changed, manifest changed, forced."""
+def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int | None, runners: tuple[str, ...],
+         stats: bool) -> None:
+    """What must be built and why: new, upstream changed, parent changed, manifest changed, forced.
+    Informational: exits 0 whatever it finds."""
     import json
 
-    from factory import manifest, render
+    from factory import gitinfo, manifest, render
     from factory import plan as plan_mod
 
+    labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
     catalog = manifest.load_all(ctx.settings)
     render.select(catalog, names)  # an unknown name is a usage error with a hint
+    stale = render.check(catalog, ctx.settings)
+    if stale:  # the plan fingerprints the committed contexts, as publish does; publish refuses stale ones
+        log.get("plan").warning("images/ is not what the manifests render: this plans the committed contexts, "
+                                "and publish refuses until you run `factory render`",
+                                stale_files=render.stale_files(stale))
     result = plan_mod.make_plan(catalog, ctx.settings, ctx.registry, names, force=force)
     if fmt == "table":
         click.echo(plan_mod.table(result))
     elif fmt == "json":
         click.echo(plan_mod.as_json(result))
     elif fmt == "github-matrix":
-        click.echo(json.dumps(plan_mod.github_matrix(result, level=level)))
+        click.echo(json.dumps(plan_mod.github_matrix(result, labels, level=level)))
     else:
-        click.echo(json.dumps(plan_mod.bake(result, catalog, ctx.settings), indent=2))
-    log.get("plan").debug("registry requests", requests=sum(
-        sum(r.requests_made.values()) for r in ctx._registries.values()))
+        bake = plan_mod.bake(result, ctx.settings, gitinfo.revision(ctx.settings.root))
+        click.echo(json.dumps(bake, indent=2))
+    requests = sum(sum(r.requests_made.values()) for r in ctx._registries.values())
+    log.get("plan").debug("registry requests", requests=requests)
+    if stats:
+        click.echo(f"registry requests: {requests}", err=True)
 
 
 @cli.command()

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from factory import versioning
+from factory import platforms, versioning
+from factory.build import created_timestamp
+from factory.errors import UsageError
+from factory.gitinfo import Revision
 from factory.render import DEBUG, FINGERPRINT_LABEL, PROD, RENDER_VERSION, digest_files
 
 FINGERPRINT_VERSION = 1  # bump when what goes into the fingerprint changes
@@ -54,6 +58,7 @@ def fingerprint(*, context_digest: str, base_digest: str, platforms: Sequence[st
 
 NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED = (
     "new", "upstream changed", "parent changed", "manifest changed", "forced")
+BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class PlannedImage:
     current_digest: str | None
     next_version: str  # what a publish would write now
     base: str  # upstream pinned ref, or the parent's name
+    base_digest: str | None  # what it would be built on now; None while its parent is being rebuilt
     platforms: tuple[str, ...]
     depends_on: str | None
 
@@ -80,68 +86,72 @@ class Plan:
 
 @dataclass(frozen=True)
 class _Published:
-    version: versioning.Version
-    digest: str
+    """What the registry says about one image: its current version (if any) and its parent's index."""
+
+    version: versioning.Version | None
+    digest: str | None
     fingerprint: str | None
     base_digest: str | None
+    parent_digest: str | None  # the parent's `<parent>-v<major>.<minor>` index, as publish resolves it
 
 
 def make_plan(catalog, settings, registry_for: Callable, names: Sequence[str] = (), *, force: bool = False) -> Plan:
-    """For each manifest (or the named ones and their descendants): its fingerprint against the one on its
-    current published version. One tag list for the repository, then per image one HEAD and one config read
-    for its current version, and one HEAD per parent; nothing is built or pulled."""
+    """For each manifest (or the named ones and all their descendants): its fingerprint against the label
+    on its current published version. Reads one tag list, then per image a HEAD of its current version,
+    its index, one platform manifest and that manifest's config (the labels) and, for a child, a HEAD of
+    its parent's tag -- a bounded number at a time over the target registry's one client. Nothing is
+    built or pulled; upstream tags are `factory drift`'s job."""
     target = registry_for(settings.registry)
     tags = target.list_tags(settings.repository)
-    roots = set(names) or set(catalog)
-    wanted = roots | {d.name for n in roots for d in catalog.descendants(n)}
-    ordered = [m for m in catalog.ordered() if m.name in wanted]
-    # The look-ups are independent of each other: a bounded number at a time over one connection pool.
+    in_scope = _in_scope(catalog, names)
     with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
-        current = dict(zip([m.name for m in ordered],
-                           pool.map(lambda m: _published(target, settings.repository, tags, m), ordered)))
+        looked_up = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m, catalog), in_scope))
     planned: dict[str, PlannedImage] = {}
-    for m in ordered:
-        published = current[m.name]
+    for m, published in zip(in_scope, looked_up):
         parent = planned.get(m.parent) if m.parent else None
-        planned[m.name] = _plan_one(m, settings, target, published, parent, force and m.name in roots)
+        forced = force and (not names or m.name in names)
+        planned[m.name] = _plan_one(m, settings, published, parent, forced)
     return Plan(tuple(planned.values()))
 
 
-def _published(target, repository: str, tags: Sequence[str], m) -> _Published | None:
+def _in_scope(catalog, names: Sequence[str]) -> list:
+    """Every manifest, or the named ones and their descendants; parents first."""
+    if not names:
+        return catalog.ordered()
+    wanted = set(names) | {d.name for n in names for d in catalog.descendants(n)}
+    return [m for m in catalog.ordered() if m.name in wanted]
+
+
+def _look_up(target, repository: str, tags: Sequence[str], m, catalog) -> _Published:
+    parent_digest = None
+    if m.parent:
+        parent = catalog[m.parent]
+        found = target.head_manifest(repository, f"{parent.name}-v{parent.version}")
+        parent_digest = found.digest if found else None
     current = versioning.latest(versioning.versions_in(tags, m.name), m.major, m.minor)
     if current is None:
-        return None
+        return _Published(None, None, None, None, parent_digest)
     tag = versioning.immutable_tag(m.name, current)
     found = target.head_manifest(repository, tag)
     labels = target.labels(repository, tag) if found else {}
-    return _Published(current, found.digest if found else "", labels.get(FINGERPRINT_LABEL),
-                      labels.get("org.opencontainers.image.base.digest"))
+    return _Published(current, found.digest if found else None, labels.get(FINGERPRINT_LABEL),
+                      labels.get(BASE_DIGEST_LABEL), parent_digest)
 
 
-def _base_digest(m, settings, target, parent: PlannedImage | None) -> str | None:
-    """The digest the image would be built on now; None when the parent is about to change."""
-    if m.upstream:
-        return m.upstream.digest
-    if parent is not None and parent.build:
-        return None
-    if parent is not None and parent.current_digest:
-        return parent.current_digest
-    found = target.head_manifest(settings.repository, f"{m.parent}-v{m.version}")
-    return found.digest if found else None
-
-
-def _plan_one(m, settings, target, published: _Published | None, parent: PlannedImage | None,
-              force: bool) -> PlannedImage:
+def _plan_one(m, settings, published: _Published, parent: PlannedImage | None, forced: bool) -> PlannedImage:
     platforms = tuple(str(p) for p in m.platforms)
-    base_digest = _base_digest(m, settings, target, parent)
+    if m.upstream:
+        base_digest = m.upstream.digest
+    elif parent is not None and parent.build:
+        base_digest = None  # known only once the parent is published
+    else:
+        base_digest = published.parent_digest  # None: the parent has no published version to build on
     fp = None
     if base_digest:
         fp = fingerprint(context_digest=context_digest(settings.images_dir / m.name), base_digest=base_digest,
                          platforms=platforms)
-    reasons = []
-    if force:
-        reasons.append(FORCED)
-    if published is None:
+    reasons = [FORCED] if forced else []
+    if published.version is None:
         reasons.append(NEW)
     elif fp is None:
         reasons.append(PARENT_CHANGED)
@@ -150,13 +160,13 @@ def _plan_one(m, settings, target, published: _Published | None, parent: Planned
             reasons.append(UPSTREAM_CHANGED if m.upstream else PARENT_CHANGED)
         else:
             reasons.append(MANIFEST_CHANGED)
+    current = published.version
     return PlannedImage(
         name=m.name, build=bool(reasons), reasons=tuple(reasons), fingerprint=fp,
-        current_version=str(published.version) if published else None,
-        current_digest=published.digest if published else None,
-        next_version=str(versioning.Version(m.major, m.minor, published.version.patch + 1) if published
-                         else versioning.Version(m.major, m.minor, 0)),
-        base=m.upstream.pinned_ref if m.upstream else m.parent, platforms=platforms, depends_on=m.parent)
+        current_version=str(current) if current else None, current_digest=published.digest,
+        next_version=str(versioning.Version(m.major, m.minor, current.patch + 1 if current else 0)),
+        base=m.upstream.pinned_ref if m.upstream else m.parent, base_digest=base_digest,
+        platforms=platforms, depends_on=m.parent)
 
 
 # --- output formats ---------------------------------------------------------------------------
@@ -167,15 +177,33 @@ def table(plan: Plan) -> str:
         rows.append((i.name, "yes" if i.build else "no", ", ".join(i.reasons) or "up to date",
                      i.current_version or "-", (i.fingerprint or "(after parent)").removeprefix("sha256:")[:12]))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    count = len(plan.to_build())
+    lines.append(f"{count} of {len(plan.images)} to build" if count else "nothing to build")
+    return "\n".join(lines)
 
 
 def as_json(plan: Plan) -> str:
     return json.dumps([asdict(i) for i in plan.images], indent=2)
 
 
-# Native runners per architecture, for fan-out (GitHub-hosted labels; override with your own).
+# Native runners per platform, for fan-out (GitHub-hosted labels; `factory plan --runner P=LABEL` overrides).
 RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
+DEFAULT_RUNNER = "ubuntu-24.04"  # a platform without a native runner builds under QEMU
+
+
+def parse_runners(items: Sequence[str]) -> dict[str, str]:
+    """``PLATFORM=LABEL`` options into {normalised platform: runner label}."""
+    out = {}
+    for item in items:
+        platform, sep, label = item.partition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"--runner {item!r}: expected PLATFORM=LABEL, e.g. linux/arm64=ubuntu-24.04-arm")
+        try:
+            out[str(platforms.parse(platform))] = label.strip()
+        except ValueError as e:
+            raise UsageError(f"--runner {item!r}: {e}") from None
+    return out
 
 
 def levels(plan: Plan) -> dict[str, int]:
@@ -190,36 +218,53 @@ def levels(plan: Plan) -> dict[str, int]:
 def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS, *, level: int | None = None) -> dict:
     """One entry per image x platform to build (optionally only one level), in dependency order."""
     depth = levels(plan)
-    include = [{"image": i.name, "platform": p, "runner": runners.get(p, "ubuntu-24.04"),
+    include = [{"image": i.name, "platform": p, "runner": runners.get(p, DEFAULT_RUNNER),
                 "platform_slug": p.replace("/", "-"), "depends_on": i.depends_on or "", "level": depth[i.name]}
                for i in plan.to_build() for p in i.platforms if level is None or depth[i.name] == level]
     return {"include": include}
 
 
-def bake(plan: Plan, catalog, settings) -> dict:
-    """A `docker buildx bake` file for the images to build: contexts, platforms, the build args and
-    labels a publish passes, and the tags it would write. A child of a parent built in the same bake
-    gets the parent's target as its base (a named context); otherwise the parent's published digest."""
-    building = {i.name for i in plan.to_build()}
-    targets = {}
-    for i in plan.to_build():
-        m = catalog[i.name]
-        version = versioning.Version(*map(int, i.next_version.split(".")))
-        args = {"FACTORY_VERSION": i.next_version, "FACTORY_FINGERPRINT": i.fingerprint or ""}
-        target = {"context": str(settings.images_dir / i.name), "dockerfile": "Dockerfile",
-                  "platforms": list(i.platforms), "args": args,
-                  "labels": {FINGERPRINT_LABEL: i.fingerprint or ""},
-                  "tags": [f"{settings.target}:{t}" for t in
-                           [versioning.immutable_tag(m.name, version), *versioning.floating_tags(m.name, version)]]}
-        if i.depends_on in building:
-            args["BASE_REF"] = "parent"
-            target["contexts"] = {"parent": f"target:{_bake_name(i.depends_on)}"}
-        elif i.depends_on:
-            parent = next(p for p in plan.images if p.name == i.depends_on)
-            args["BASE_REF"] = f"{settings.target}@{parent.current_digest}"
-            args["BASE_DIGEST"] = parent.current_digest or ""
-        targets[_bake_name(i.name)] = target
+def bake(plan: Plan, settings, revision: Revision | None = None) -> dict:
+    """A `docker buildx bake` file (run from the repository root) for the images to build: contexts,
+    platforms, the build args and labels a publish passes, and the tags a publish would write. A child of
+    a parent built in the same bake gets the parent's target as its base (a named context); otherwise it
+    is built on the parent's published index digest. The factory's own publish does not use this file."""
+    names = {i.name: _bake_name(i.name) for i in plan.to_build()}
+    clashes = sorted(n for n, t in names.items() if list(names.values()).count(t) > 1)
+    if clashes:
+        raise UsageError(f"images {', '.join(clashes)} map to the same bake target name",
+                         hint="bake target names cannot hold dots; rename one of the manifests")
+    targets = {names[i.name]: _bake_target(i, settings, revision, names) for i in plan.to_build()}
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}
+
+
+def _bake_target(i: PlannedImage, settings, revision: Revision | None, in_bake: Mapping[str, str]) -> dict:
+    args = {"FACTORY_VERSION": i.next_version}
+    labels = {"org.opencontainers.image.version": i.next_version}
+    if i.fingerprint:  # a child of a parent built in the same bake has none yet
+        args["FACTORY_FINGERPRINT"] = labels[FINGERPRINT_LABEL] = i.fingerprint
+    if revision:
+        created = created_timestamp(revision.commit_time)
+        args |= {"FACTORY_REVISION": revision.sha, "FACTORY_CREATED": created,
+                 "SOURCE_DATE_EPOCH": str(revision.commit_time)}
+    target = {"context": os.path.relpath(settings.images_dir / i.name, settings.root), "dockerfile": "Dockerfile",
+              "platforms": list(i.platforms), "args": args, "labels": labels, "tags": _tags(i, settings)}
+    if i.depends_on in in_bake:
+        args["BASE_REF"] = "parent"
+        target["contexts"] = {"parent": f"target:{in_bake[i.depends_on]}"}
+    elif i.depends_on:
+        if not i.base_digest:
+            raise UsageError(f"{i.name}: its parent {i.depends_on} has no published version to build on",
+                             hint=f"publish {i.depends_on} first, or plan both: factory plan {i.depends_on} {i.name}")
+        args["BASE_REF"] = f"{settings.target}@{i.base_digest}"
+        args["BASE_DIGEST"] = labels[BASE_DIGEST_LABEL] = i.base_digest
+    return target
+
+
+def _tags(i: PlannedImage, settings) -> list[str]:
+    version = versioning.Version(*map(int, i.next_version.split(".")))
+    tags = [versioning.immutable_tag(i.name, version), *versioning.floating_tags(i.name, version)]
+    return [f"{settings.target}:{t}" for t in tags]
 
 
 def _bake_name(name: str) -> str:

@@ -29,6 +29,15 @@ def test_plan_bake_file_is_accepted_by_buildx_and_plan_empties_after_publish(ws,
     assert printed.returncode == 0, printed.stderr
     resolved = json.loads(printed.stdout)["target"]
     assert set(resolved) == {"p1", "p2"} and resolved["p2"]["contexts"] == {"parent": "target:p1"}
+    assert resolved["p1"]["context"] == "images/p1" and resolved["p1"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert resolved["p2"]["args"]["BASE_REF"] == "parent"
+
+    # The PR workflow's build: every target, every platform, the child on its parent's target; nothing pushed.
+    built = subprocess.run([runner.require("docker"), "buildx", "bake", "-f", str(bake_file), "--progress", "plain",
+                            "--set", "*.output=type=cacheonly"], capture_output=True, text=True, cwd=ws.root,
+                           timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert ws.tags() == {}
 
     matrix = json.loads(ws.factory("plan", "--format", "github-matrix").stdout)["include"]
     assert {(e["image"], e["platform"]) for e in matrix} == {

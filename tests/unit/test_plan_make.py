@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
 from factory import config, manifest, plan, render
+from factory.errors import UsageError
+from factory.gitinfo import Revision
 from factory.ocilayout import Descriptor
 
 UP1 = "sha256:" + "1" * 64
@@ -31,8 +31,8 @@ class FakeRegistry:
         return self.images[ref][1]
 
 
-def doc(name, **extra):
-    lines = [f"apiVersion: factory/v1", f"name: {name}", 'version: "1.0"', f"description: {name}",
+def doc(name, version="1.0", **extra):
+    lines = ["apiVersion: factory/v1", f"name: {name}", f'version: "{version}"', f"description: {name}",
              "distro: distroless", 'release: "12"', "eol: \"2028-06-30\""]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
@@ -43,11 +43,11 @@ def repo(tmp_path):
     (tmp_path / "manifests").mkdir()
     (tmp_path / "factory.yaml").write_text("helper_image: 127.0.0.1:5000/x/debian:12@" + UP1 + "\n")
 
-    def write(digest=UP1, env=None):
+    def write(digest=UP1, env=None, tool_version="1.0"):
         upstream = "{image: 127.0.0.1:5000/upstream/base, tag: '1.0', digest: " + digest + "}"
         (tmp_path / "manifests" / "base.yaml").write_text(doc("base", upstream=upstream))
         (tmp_path / "manifests" / "app.yaml").write_text(doc("app", parent="base", **({"env": env} if env else {})))
-        (tmp_path / "manifests" / "tool.yaml").write_text(doc("tool", parent="app"))
+        (tmp_path / "manifests" / "tool.yaml").write_text(doc("tool", tool_version, parent="app"))
         s = config.load(tmp_path / "factory.yaml", environ={})
         catalog = manifest.load_all(s)
         render.write_all(catalog, s)
@@ -57,13 +57,13 @@ def repo(tmp_path):
 
 
 def published(s, catalog, registry_images, name, base_digest, digest):
-    """What a publish of ``name`` on ``base_digest`` would have labelled."""
+    """What a publish of ``name`` on ``base_digest`` would have labelled and tagged."""
     m = catalog[name]
     fp = plan.fingerprint(context_digest=plan.context_digest(s.images_dir / name), base_digest=base_digest,
                           platforms=[str(p) for p in m.platforms])
     labels = {plan.FINGERPRINT_LABEL: fp, "org.opencontainers.image.base.digest": base_digest}
-    registry_images[f"{name}-v1.0.0"] = (digest, labels)
-    registry_images[f"{name}-v1.0"] = (digest, labels)
+    for tag in (f"{name}-v{m.version}.0", f"{name}-v{m.version}", f"{name}-v{m.major}", name):
+        registry_images[tag] = (digest, labels)
 
 
 def all_published(s, catalog):
@@ -119,7 +119,35 @@ def test_names_restrict_the_roots_but_keep_descendants_and_force(repo):
     assert reasons(p) == {"app": ("forced",), "tool": ("parent changed",)}
 
 
-def test_github_matrix_and_bake(repo):
+def test_a_child_is_fingerprinted_on_its_parents_version_tag_not_its_own(repo):
+    s, catalog = repo(tool_version="2.0")  # tool 2.0 is built on app-v1.0
+    reg = all_published(s, catalog)
+    p = plan.make_plan(catalog, s, lambda host: reg)
+    assert reasons(p)["tool"] == () and p.images[2].base_digest == "sha256:" + "c" * 64
+
+
+def test_a_parent_moved_outside_the_named_roots_is_a_parent_change(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    reg.images["app-v1.0"] = ("sha256:" + "e" * 64, reg.images["app-v1.0"][1])  # app republished elsewhere
+    p = plan.make_plan(catalog, s, lambda host: reg, ["tool"])
+    assert [i.name for i in p.images] == ["tool"] and reasons(p) == {"tool": ("parent changed",)}
+    assert p.images[0].base_digest == "sha256:" + "e" * 64
+
+
+def test_up_to_date_images_are_planned_but_not_built_and_the_table_says_so(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    p = plan.make_plan(catalog, s, lambda host: reg)
+    lines = plan.table(p).splitlines()
+    assert lines[0].split() == ["image", "build", "reasons", "current", "fingerprint"]
+    assert lines[1].split()[:2] == ["base", "no"] and "up to date" in lines[1]
+    assert lines[-1] == "nothing to build"
+    assert plan.github_matrix(p) == {"include": []}
+    assert plan.bake(p, s) == {"group": {"default": {"targets": []}}, "target": {}}
+
+
+def test_github_matrix_one_entry_per_image_and_platform_by_level(repo):
     s, catalog = repo()
     p = plan.make_plan(catalog, s, lambda host: FakeRegistry({}))
     matrix = plan.github_matrix(p)["include"]
@@ -129,9 +157,54 @@ def test_github_matrix_and_bake(repo):
     assert [e["image"] for e in plan.github_matrix(p, level=1)["include"]] == ["app", "app"]
     assert plan.levels(p) == {"base": 0, "app": 1, "tool": 2}
     assert {e["runner"] for e in matrix if e["platform"] == "linux/arm64"} == {"ubuntu-24.04-arm"}
-    bake = plan.bake(p, catalog, s)
+    own = plan.github_matrix(p, plan.RUNNERS | plan.parse_runners(["linux/aarch64=arm-large"]))["include"]
+    assert {e["runner"] for e in own if e["platform"] == "linux/arm64"} == {"arm-large"}
+
+
+@pytest.mark.parametrize("item", ["linux/arm64", "linux/arm64=", "windows/amd64=x", "=x"])
+def test_bad_runner_options_are_usage_errors(item):
+    with pytest.raises(UsageError, match="--runner"):
+        plan.parse_runners([item])
+
+
+def test_bake_chains_a_child_to_its_parent_target_in_the_same_bake(repo):
+    s, catalog = repo()
+    p = plan.make_plan(catalog, s, lambda host: FakeRegistry({}))
+    bake = plan.bake(p, s, Revision("abc123", 1700000000, False))
     assert bake["group"]["default"]["targets"] == ["base", "app", "tool"]
-    app = bake["target"]["app"]
+    base, app = bake["target"]["base"], bake["target"]["app"]
+    assert base["context"] == "images/base" and base["dockerfile"] == "Dockerfile"
+    assert base["args"]["FACTORY_FINGERPRINT"] == base["labels"][plan.FINGERPRINT_LABEL] == p.images[0].fingerprint
+    assert base["args"]["SOURCE_DATE_EPOCH"] == "1700000000" and base["args"]["FACTORY_REVISION"] == "abc123"
+    assert "BASE_REF" not in base["args"]  # an upstream image's FROM is pinned in its Dockerfile
     assert app["contexts"] == {"parent": "target:base"} and app["args"]["BASE_REF"] == "parent"
-    assert app["tags"][0].endswith(":app-v1.0.0") and app["platforms"] == ["linux/amd64", "linux/arm64"]
-    assert Path(app["context"]) == s.images_dir / "app"
+    assert "FACTORY_FINGERPRINT" not in app["args"]  # known only once base is built
+    assert app["tags"] == [f"{s.target}:{t}" for t in ("app-v1.0.0", "app-v1.0", "app-v1", "app")]
+    assert app["platforms"] == ["linux/amd64", "linux/arm64"]
+
+
+def test_bake_builds_a_child_alone_on_its_parents_published_digest(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    p = plan.make_plan(catalog, s, lambda host: reg, ["tool"], force=True)
+    tool = plan.bake(p, s)["target"]["tool"]
+    assert tool["args"]["BASE_REF"] == f"{s.target}@sha256:{'c' * 64}"
+    assert tool["args"]["BASE_DIGEST"] == tool["labels"]["org.opencontainers.image.base.digest"] == "sha256:" + "c" * 64
+    assert tool["tags"][0].endswith(":tool-v1.0.1") and "contexts" not in tool
+
+
+def test_bake_refuses_a_child_whose_parent_has_nothing_published(repo):
+    s, catalog = repo()
+    p = plan.make_plan(catalog, s, lambda host: FakeRegistry({}), ["app"])
+    with pytest.raises(UsageError, match="base has no published version"):
+        plan.bake(p, s)
+
+
+def test_bake_target_names_replace_dots_and_refuse_clashes():
+    def image(name):
+        return plan.PlannedImage(name, True, ("new",), "sha256:f", None, None, "1.0.0", "up", "sha256:u",
+                                 ("linux/amd64",), None)
+
+    assert plan._bake_name("alpine-3.23") == "alpine-3_23"
+    with pytest.raises(UsageError, match="a.b, a_b"):
+        plan.bake(plan.Plan((image("a.b"), image("a_b"))), None)
