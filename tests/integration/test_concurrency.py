@@ -3,13 +3,23 @@ the image up to date. One version, not two."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import uuid
+from pathlib import Path
 
+import git
+import yaml
+
+from tests.integration.registry_servers import FaultProxy, own_registry, serve
+from tests.integration.test_publish import cosign
 from tests.integration.test_publish import ws  # noqa: F401  (fixture)
-from tests.integration.workspace import manifest_on
+from tests.integration.workspace import Workspace, manifest_on
 
 
 def test_two_publishes_at_once_give_one_version(ws, seeded):  # noqa: F811
@@ -21,6 +31,148 @@ def test_two_publishes_at_once_give_one_version(ws, seeded):  # noqa: F811
                               env={**os.environ, "CI": "true"}) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    statuses = sorted(re.search(r"^twin\s+(\S+)", out, re.M).group(1) for out, _ in outs)
-    assert statuses == ["published", "up-to-date"]
+    statuses = [re.search(r"^twin\s+(\S+)", out, re.M).group(1) for out, _ in outs]
+    assert sorted(statuses) == ["published", "up-to-date"]
+    # The second one waited for the lock: it started looking only after the first had published.
+    (_, published_log), (_, waited_log) = sorted(outs, key=lambda o: re.search(r"^twin\s+(\S+)", o[0], re.M)[1])
+    published_at = next(e["timestamp"] for e in json_events(published_log) if e["event"] == "published")
+    looked_at = next(e["timestamp"] for e in json_events(waited_log) if e.get("step") == "resolve base")
+    assert looked_at >= published_at
     assert {t for t in ws.tags() if re.fullmatch(r"twin-v\d+\.\d+\.\d+", t)} == {"twin-v1.0.0"}
+
+
+def json_events(stderr: str) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+# --- two machines: no shared lock, one registry ----------------------------------------------------
+#
+# Machines that do not share a state folder do not share the lock. What stops them from both writing a
+# version is the registry-side guard on the immutable tag: read it (absent), write it, read it back.
+# The registry API has no conditional write, so both can pass the first read; the read-back then shows
+# the last writer's digest, and the other machine fails at the tag step before moving any floating
+# tag. Each machine talks to the registry through a proxy of its own, and the proxies make both
+# machines meet at the worst moment: both first reads before either write, both writes before either
+# read-back.
+
+
+MEETING_TIMEOUT = 120  # seconds one machine waits for the other; its registry client waits longer
+
+
+class Rendezvous:
+    """A rule for each machine's proxy: its 1st and 2nd HEAD of ``tag`` (the guard's read and read-back)
+    wait for the other machine's, so both reads happen before either write, and both read-backs after
+    both writes."""
+
+    def __init__(self, tag: str) -> None:
+        self.path = re.compile(rf"/manifests/{re.escape(tag)}$")
+        self.meetings = [threading.Barrier(2, timeout=MEETING_TIMEOUT) for _ in range(2)]
+        self.met: list[int] = []
+
+    def rule_for_one_machine(self):
+        heads = 0
+
+        def rule(method: str, path: str, n: int):
+            nonlocal heads
+            if method == "HEAD" and self.path.search(path) and heads < len(self.meetings):
+                heads += 1
+                try:
+                    self.meetings[heads - 1].wait()
+                    self.met.append(heads)
+                except threading.BrokenBarrierError:
+                    pass  # the other machine never came: the assertions below will say so
+            return None
+
+        return rule
+
+
+@contextlib.contextmanager
+def two_machines(tmp_path, settings, seeded_debian, tag: str):
+    """(rendezvous, [host of machine A's proxy, host of machine B's]) in front of one private registry."""
+    rendezvous = Rendezvous(tag)
+    (tmp_path / "reg").mkdir()
+    with own_registry(tmp_path / "reg") as registry, contextlib.ExitStack() as stack:
+        hosts = [stack.enter_context(serve(FaultProxy(registry, rule=rendezvous.rule_for_one_machine()).handler()))
+                 for _ in range(2)]
+        yield rendezvous, hosts
+
+
+def machine_config(settings, seeded_debian, host: str, repository: str, hosts: list[str]) -> dict:
+    # Its own state folder (so its own lock folder); the org's signing key and the installed tools.
+    return {"registry": host, "repository": repository, "helper_image": seeded_debian.ref,
+            "insecure_registries": [*hosts, settings.registry], "signing": {"key": str(settings.dev_key)},
+            "tools_path": [str(settings.tools_bin), str(Path(sys.executable).parent)],
+            "registry_client": {"timeout_seconds": MEETING_TIMEOUT + 60}}
+
+
+def publish_at_once(*workspaces, env: list[dict] | None = None) -> list[tuple[subprocess.CompletedProcess, dict]]:
+    procs = []
+    for i, w in enumerate(workspaces):
+        argv = [sys.executable, "-m", "factory", "--config", str(w.root / "factory.yaml"), "publish", "race",
+                "--report", str(w.root / "report.json")]
+        procs.append(subprocess.Popen(argv, cwd=w.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "CI": "true", **((env or [{}] * 2)[i])}))
+    outs = [p.communicate(timeout=900) for p in procs]
+    return [(subprocess.CompletedProcess(p.args, p.returncode, o, e), json.loads((w.root / "report.json").read_text()))
+            for p, (o, e), w in zip(procs, outs, workspaces, strict=True)]
+
+
+def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, settings, seeded, seeded_debian,
+                                                                      runner):
+    """Two commits of the same image (so two digests: the revision label differs) published at once."""
+    repository = f"t{uuid.uuid4().hex[:10]}/base"
+    with two_machines(tmp_path, settings, seeded_debian, "race-v1.0.0") as (rendezvous, hosts):
+        machines = []
+        for i, host in enumerate(hosts):
+            w = Workspace.create(tmp_path / f"machine{i}", registry=host, state_dir=tmp_path / f"state{i}",
+                                 extra_config=machine_config(settings, seeded_debian, host, repository, hosts))
+            w.repository = repository
+            w.add_manifest(manifest_on(seeded["busybox"], "race"))
+            assert w.factory("render").returncode == 0
+            w.commit(f"machine {i}")
+            machines.append(w)
+        results = publish_at_once(*machines)
+        assert sorted(rendezvous.met) == [1, 1, 2, 2], "both machines passed the read before either wrote"
+
+        codes = sorted(proc.returncode for proc, _ in results)
+        assert codes == [0, 1], [proc.stderr[-3000:] for proc, _ in results]
+        (won, won_report), (lost, lost_report) = sorted(results, key=lambda r: r[0].returncode)
+        lost_image = lost_report["images"][0]
+        assert (lost_image["status"], lost_image["step"]) == ("failed", "tag")
+        assert "tag race-v1.0.0 was changed by someone else while being written" in lost_image["error"]
+        assert "race: failed at tag" in lost.stderr
+
+        winner = won_report["images"][0]["prod"]["index_digest"]
+        tags = machines[0].tags()
+        assert {t for t in tags if re.fullmatch(r"race-v\d+\.\d+\.\d+", t)} == {"race-v1.0.0"}
+        assert set(tags) == {"race-v1.0.0", "race-v1.0", "race-v1", "race"}
+        assert set(tags.values()) == {winner}  # the loser moved no floating tag
+        out = cosign(runner, settings, "verify", machines[0].ref(winner))
+        assert out.returncode == 0, out.stderr
+
+
+def test_two_machines_publishing_the_same_commit_write_the_same_digest(tmp_path, settings, seeded, seeded_debian):
+    """The same commit on two machines builds the same index (reproducible builds): both writes of the
+    immutable tag carry the same digest, both runs succeed, and there is one version."""
+    repository = f"t{uuid.uuid4().hex[:10]}/base"
+    with two_machines(tmp_path, settings, seeded_debian, "race-v1.0.0") as (rendezvous, hosts):
+        first = Workspace.create(tmp_path / "machine0", registry=hosts[0], state_dir=tmp_path / "state0",
+                                 extra_config=machine_config(settings, seeded_debian, hosts[0], repository, hosts))
+        first.repository = repository
+        first.add_manifest(manifest_on(seeded["busybox"], "race"))
+        assert first.factory("render").returncode == 0
+        first.commit("one commit")
+        clone = Workspace(tmp_path / "machine1", hosts[1], repository, tmp_path / "state1")
+        git.Repo.clone_from(first.root, clone.root)
+        # The clone's factory.yaml is the first machine's: its own registry view and state come from the
+        # environment, so its work tree stays at the same, clean commit.
+        env = [{}, {"FACTORY_REGISTRY": hosts[1], "FACTORY_STATE": str(tmp_path / "state1")}]
+        assert yaml.safe_load((clone.root / "factory.yaml").read_text())["registry"] == hosts[0]  # env overrides it
+        results = publish_at_once(first, clone, env=env)
+        for proc, _ in results:
+            assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+        digests = {report["images"][0]["prod"]["index_digest"] for _, report in results}
+        assert len(digests) == 1
+        tags = first.tags()
+        assert {t for t in tags if re.fullmatch(r"race-v\d+\.\d+\.\d+", t)} == {"race-v1.0.0"}
+        assert set(tags.values()) == digests
