@@ -312,8 +312,9 @@ def _meaning_problems(raw: dict, root: Path, doc: yamlload.Document, shown: str,
     if problem:
         found.append(("images_dir", problem))
     elif images == manifests or images in manifests.parents:
-        found.append(("images_dir", f"{_quote(given['images_dir'])} holds manifests_dir {_quote(given['manifests_dir'])}"
-                                    "; `factory render` removes files it did not render there: use separate folders"))
+        found.append(("images_dir", f"{_quote(given['images_dir'])} holds manifests_dir "
+                                    f"{_quote(given['manifests_dir'])}; `factory render` removes files it did not "
+                                    "render there: use separate folders"))
     return [_problem(key, message, doc, shown, from_env) for key, message in found]
 
 

@@ -40,7 +40,7 @@ from factory.errors import CommandError, FactoryError, StepFailed
 from factory.gitinfo import Revision
 from factory.model import Manifest
 from factory.ocilayout import OCI_INDEX, sha256_digest
-from factory.registry import Ref, Registry
+from factory.registry import Ref, Registry, RegistryError
 
 LOCK_TIMEOUT = 900  # seconds to wait for another publish of the same image
 BUILDER_ID = "https://base-image-factory.dev/builders/factory-publish@v1"
@@ -540,6 +540,15 @@ class Publisher:
         for tag in versioning.floating_tags_to_move(v.tag_prefix, version, existing):
             if self.target.tag(repo, v.index_digest, tag):
                 v.tags.append(tag)
+        # Publishers that do not share the lock (two machines) can both pass the immutable tag's
+        # compare-then-write; the read-back catches most such races, this last look the rest but one
+        # (docs/reliability.md). The floating tags we moved point at our signed digest; a re-run
+        # moves them to the version the immutable tag holds.
+        now = self.target.head_manifest(repo, immutable)
+        if now is None or now.digest != v.index_digest:
+            raise RegistryError(f"tag {immutable} was overwritten by another publisher (now "
+                                f"{now.digest if now else 'absent'}, we wrote {v.index_digest}) while our tags moved",
+                                hint="run the publish again: it moves every floating tag to that version")
 
 
 def _build_hint(e: BuildFailed, wanted: Sequence[str]) -> str | None:

@@ -452,7 +452,10 @@ class Registry:
         Returns whether the tag was written (False: it already pointed there).
         The registry API has no conditional PUT, so this is compare-then-write: callers serialise
         their own writers (the publish lock), and the tag is read back to catch a concurrent one.
+        The manifest is fetched first, so that nothing but the write itself falls between the
+        compare and the write (docs/reliability.md says what this does and does not guarantee).
         """
+        raw, media_type, _ = self.get_manifest(repo, digest)
         current = self.head_manifest(repo, tag)
         if current and current.digest == digest:
             return False
@@ -460,7 +463,6 @@ class Registry:
             raise TagExists(f"tag {tag} already points at {current.digest}; refusing to move it to {digest}",
                             url=f"{self.base}/v2/{repo}/manifests/{tag}",
                             hint="immutable tags are never moved: publish a new version instead")
-        raw, media_type, _ = self.get_manifest(repo, digest)
         self.put_manifest(repo, tag, raw, media_type)
         after = self.head_manifest(repo, tag)
         if after is None or after.digest != digest:

@@ -1,8 +1,8 @@
 """Every external command (cosign, trivy, syft, mmdebstrap ...) runs through this one runner.
 
 It resolves the binary first (the project's tools folder, the venv's bin, then PATH; or only the
-folders of a hermetic ``tools_path``) so that a missing tool is one clear error; logs the argv, never the environment (secrets travel there); and turns a non-zero exit
-into a CommandError carrying argv, exit code and stderr, never into an empty result.
+folders of a hermetic ``tools_path``) so that a missing tool is one clear error; logs the argv, never
+the environment (secrets travel there); and turns a non-zero exit into a CommandError carrying argv, exit code and stderr, never into an empty result.
 docker and buildx do not come through here: they go through ``factory.docker`` (python-on-whales).
 """
 

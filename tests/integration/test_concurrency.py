@@ -3,6 +3,7 @@ the image up to date. One version, not two."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -59,42 +60,58 @@ def json_events(stderr: str) -> list[dict]:
 MEETING_TIMEOUT = 120  # seconds one machine waits for the other; its registry client waits longer
 
 
-class Rendezvous:
-    """A rule for each machine's proxy: its 1st and 2nd HEAD of ``tag`` (the guard's read and read-back)
-    wait for the other machine's, so both reads happen before either write, and both read-backs after
-    both writes."""
+class Choreography:
+    """Makes two machines' registry requests meet in a chosen order. Each machine's proxy follows a
+    script of steps ``(method, tag, k, action, event)``: at the k-th request of that method for that
+    tag's manifest it either sets the event, or waits for it, before forwarding the request."""
 
-    def __init__(self, tag: str) -> None:
-        self.path = re.compile(rf"/manifests/{re.escape(tag)}$")
-        self.meetings = [threading.Barrier(2, timeout=MEETING_TIMEOUT) for _ in range(2)]
-        self.met: list[int] = []
+    def __init__(self) -> None:
+        self.events: dict[str, threading.Event] = collections.defaultdict(threading.Event)
+        self.done: list[str] = []  # "set x" / "waited x" / "missed x": what happened, for assertions
 
-    def rule_for_one_machine(self):
-        heads = 0
+    def rule(self, script: list[tuple[str, str, int, str, str]]):
+        seen: collections.Counter = collections.Counter()
 
         def rule(method: str, path: str, n: int):
-            nonlocal heads
-            if method == "HEAD" and self.path.search(path) and heads < len(self.meetings):
-                heads += 1
-                try:
-                    self.meetings[heads - 1].wait()
-                    self.met.append(heads)
-                except threading.BrokenBarrierError:
-                    pass  # the other machine never came: the assertions below will say so
+            for key in {(m, tag) for m, tag, *_ in script if m == method and path.endswith(f"/manifests/{tag}")}:
+                seen[key] += 1
+                for m, tag, k, action, event in script:
+                    if (m, tag) == key and k == seen[key]:
+                        self._act(action, event)
             return None
 
         return rule
 
+    def _act(self, action: str, event: str) -> None:
+        if action == "set":
+            self.events[event].set()
+            self.done.append(f"set {event}")
+        elif self.events[event].wait(MEETING_TIMEOUT):
+            self.done.append(f"waited {event}")
+        else:  # the other machine never got there: the test's assertions say so
+            self.done.append(f"missed {event}")
+
+
+def meet(machine: str, other: str, method: str, tag: str, k: int, name: str) -> list[tuple]:
+    """Steps for ``machine``: at its k-th such request, wait until ``other`` is at its own."""
+    return [(method, tag, k, "set", f"{machine} {name}"), (method, tag, k, "wait", f"{other} {name}")]
+
+
+# The guard's compare is the 1st HEAD of the immutable tag, its read-back the 2nd, the last look the 3rd.
+MACHINES = (("A", "B"), ("B", "A"))
+BOTH_COMPARE_BEFORE_EITHER_WRITES = [meet(m, o, "HEAD", "race-v1.0.0", 1, "compared") for m, o in MACHINES]
+BOTH_WRITE_BEFORE_EITHER_READS_BACK = [meet(m, o, "HEAD", "race-v1.0.0", 2, "wrote") for m, o in MACHINES]
+
 
 @contextlib.contextmanager
-def two_machines(tmp_path, settings, seeded_debian, tag: str):
-    """(rendezvous, [host of machine A's proxy, host of machine B's]) in front of one private registry."""
-    rendezvous = Rendezvous(tag)
+def two_machines(tmp_path, scripts: list[list[tuple]]):
+    """(choreography, [host of machine A's proxy, host of machine B's]) in front of one private registry."""
+    choreography = Choreography()
     (tmp_path / "reg").mkdir()
     with own_registry(tmp_path / "reg") as registry, contextlib.ExitStack() as stack:
-        hosts = [stack.enter_context(serve(FaultProxy(registry, rule=rendezvous.rule_for_one_machine()).handler()))
-                 for _ in range(2)]
-        yield rendezvous, hosts
+        hosts = [stack.enter_context(serve(FaultProxy(registry, rule=choreography.rule(script)).handler()))
+                 for script in scripts]
+        yield choreography, hosts
 
 
 def machine_config(settings, seeded_debian, host: str, repository: str, hosts: list[str]) -> dict:
@@ -121,7 +138,9 @@ def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, s
                                                                       runner):
     """Two commits of the same image (so two digests: the revision label differs) published at once."""
     repository = f"t{uuid.uuid4().hex[:10]}/base"
-    with two_machines(tmp_path, settings, seeded_debian, "race-v1.0.0") as (rendezvous, hosts):
+    scripts = [compare + write for compare, write in zip(BOTH_COMPARE_BEFORE_EITHER_WRITES,
+                                                        BOTH_WRITE_BEFORE_EITHER_READS_BACK, strict=True)]
+    with two_machines(tmp_path, scripts) as (choreography, hosts):
         machines = []
         for i, host in enumerate(hosts):
             w = Workspace.create(tmp_path / f"machine{i}", registry=host, state_dir=tmp_path / f"state{i}",
@@ -132,7 +151,7 @@ def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, s
             w.commit(f"machine {i}")
             machines.append(w)
         results = publish_at_once(*machines)
-        assert sorted(rendezvous.met) == [1, 1, 2, 2], "both machines passed the read before either wrote"
+        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
 
         codes = sorted(proc.returncode for proc, _ in results)
         assert codes == [0, 1], [proc.stderr[-3000:] for proc, _ in results]
@@ -155,7 +174,7 @@ def test_two_machines_publishing_the_same_commit_write_the_same_digest(tmp_path,
     """The same commit on two machines builds the same index (reproducible builds): both writes of the
     immutable tag carry the same digest, both runs succeed, and there is one version."""
     repository = f"t{uuid.uuid4().hex[:10]}/base"
-    with two_machines(tmp_path, settings, seeded_debian, "race-v1.0.0") as (rendezvous, hosts):
+    with two_machines(tmp_path, BOTH_COMPARE_BEFORE_EITHER_WRITES) as (choreography, hosts):
         first = Workspace.create(tmp_path / "machine0", registry=hosts[0], state_dir=tmp_path / "state0",
                                  extra_config=machine_config(settings, seeded_debian, hosts[0], repository, hosts))
         first.repository = repository
@@ -169,6 +188,7 @@ def test_two_machines_publishing_the_same_commit_write_the_same_digest(tmp_path,
         env = [{}, {"FACTORY_REGISTRY": hosts[1], "FACTORY_STATE": str(tmp_path / "state1")}]
         assert yaml.safe_load((clone.root / "factory.yaml").read_text())["registry"] == hosts[0]  # env overrides it
         results = publish_at_once(first, clone, env=env)
+        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
         for proc, _ in results:
             assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
         digests = {report["images"][0]["prod"]["index_digest"] for _, report in results}
@@ -176,3 +196,46 @@ def test_two_machines_publishing_the_same_commit_write_the_same_digest(tmp_path,
         tags = first.tags()
         assert {t for t in tags if re.fullmatch(r"race-v\d+\.\d+\.\d+", t)} == {"race-v1.0.0"}
         assert set(tags.values()) == digests
+
+
+def test_an_immutable_tag_overwritten_after_its_read_back_is_caught_by_the_last_look(
+        tmp_path, settings, seeded, seeded_debian, runner):
+    """Both machines compare before either writes; A writes and reads back its own digest, and B's write
+    lands only after A has started moving floating tags. A's last look at the immutable tag (after its
+    floating tags) sees B's digest: A fails at the tag step; a re-run of A moves every tag to B's version."""
+    a_script = [*meet("A", "B", "HEAD", "race-v1.0.0", 1, "compared"),
+                ("PUT", "race-v1.0", 1, "set", "A moved a floating tag"),
+                ("HEAD", "race-v1.0.0", 3, "wait", "B read back")]
+    b_script = [*meet("B", "A", "HEAD", "race-v1.0.0", 1, "compared"),
+                ("PUT", "race-v1.0.0", 1, "wait", "A moved a floating tag"),
+                ("HEAD", "race-v1.0.0", 2, "set", "B read back")]
+    repository = f"t{uuid.uuid4().hex[:10]}/base"
+    with two_machines(tmp_path, [a_script, b_script]) as (choreography, hosts):
+        machines = []
+        for name, host in zip("AB", hosts, strict=True):
+            w = Workspace.create(tmp_path / f"machine{name}", registry=host, state_dir=tmp_path / f"state{name}",
+                                 extra_config=machine_config(settings, seeded_debian, host, repository, hosts))
+            w.repository = repository
+            w.add_manifest(manifest_on(seeded["busybox"], "race"))
+            assert w.factory("render").returncode == 0
+            w.commit(f"machine {name}")
+            machines.append(w)
+        (a, a_report), (b, b_report) = publish_at_once(*machines)
+        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
+        assert b.returncode == 0, b.stderr[-3000:]
+        assert a.returncode == 1, a.stdout + a.stderr[-3000:]
+        a_image = a_report["images"][0]
+        assert a_image["step"] == "tag" and "tag race-v1.0.0 was overwritten by another publisher" in a_image["error"]
+        b_digest = b_report["images"][0]["prod"]["index_digest"]
+        tags = machines[0].tags()
+        assert tags["race-v1.0.0"] == b_digest
+        for digest in set(tags.values()):  # A's floating tags may still point at A's image: a signed one
+            assert cosign(runner, settings, "verify", machines[0].ref(digest)).returncode == 0
+
+        again = machines[0].factory("publish", "race")  # machine A, once more: nothing to build
+        assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+        assert "up-to-date" in again.stdout
+        tags = machines[0].tags()
+        assert {t for t in tags if re.fullmatch(r"race-v\d+\.\d+\.\d+", t)} == {"race-v1.0.0"}
+        assert set(tags.values()) == {b_digest}
+
