@@ -99,22 +99,37 @@ def test_registry_gone_during_tagging_then_back(private, seeded, runner, setting
         gen.close()
 
 
-def test_sigkill_mid_publish_then_a_rerun_recovers(tmp_path, settings, seeded, seeded_debian):
+@pytest.mark.parametrize("kill_at", [
+    '"event": "buildx build"',  # while buildx builds (its process group goes too, as a cancelled CI job's)
+    '"step": "sign"',  # after the push, while it signs: an unsigned image is in the registry, untagged
+], ids=["building", "signing"])
+def test_sigkill_mid_publish_then_a_rerun_recovers(tmp_path, settings, seeded, seeded_debian, kill_at):
     ws = Workspace.create(tmp_path / "repo", registry=settings.registry, state_dir=settings.state_dir,
                           extra_config={"helper_image": seeded_debian.ref})
-    ws.add_manifest(manifest_on(seeded["busybox"], "killed"))
+    ws.add_manifest(manifest_on(seeded["busybox"], "killed", env={"RUN_ID": str(time.time_ns())}))  # no cache hit
     assert ws.factory("render").returncode == 0
     ws.commit()
     proc = subprocess.Popen([sys.executable, "-m", "factory", "--config", str(ws.root / "factory.yaml"),
                              "--log-format", "json", "publish", "killed"], cwd=ws.root, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "CI": "true"})
+                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "CI": "true"},
+                            start_new_session=True)
     deadline = time.monotonic() + 300
-    for line in proc.stderr:  # kill it once the image is pushed, while it signs
-        if '"step": "sign"' in line or time.monotonic() > deadline:
+    seen = False
+    for line in proc.stderr:
+        if kill_at in line:
+            seen = True
             break
-    proc.send_signal(signal.SIGKILL)
+        if time.monotonic() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)  # the factory and every tool it started
     proc.wait(30)
+    proc.stderr.close()
+    assert seen, f"the publish never logged {kill_at}"
     assert ws.tags() == {}
-    again = ws.factory("publish", "killed")
+
+    # No clean-up: the lock died with the process, and nothing left behind stops the next run, which
+    # must not wait for the lock (the timeout makes a stuck lock a failure, not a 15-minute wait).
+    again = ws.factory("publish", "killed", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert set(ws.tags()) == {"killed-v1.0.0", "killed-v1.0", "killed-v1", "killed"}
+    tags = ws.tags()
+    assert set(tags) == {"killed-v1.0.0", "killed-v1.0", "killed-v1", "killed"} and len(set(tags.values())) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 import subprocess
 
@@ -43,13 +44,29 @@ def test_no_secret_in_any_output(tmp_path, settings, seeded, seeded_debian, runn
         assert published.returncode == 0, published.stdout + published.stderr
         verified = ws.factory("-v", "verify", ws.ref("secret-v1"), "--key", str(keys / "cosign.pub"), env=env)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        # What was published for everyone to read: the attestations' payloads (provenance holds the
+        # build args and the invocation), read back with the cosign CLI.
+        index = json.loads(report.read_text())["images"][0]["prod"]["index_digest"]
+        attested = {}
+        for kind in ("slsaprovenance1", "https://base-image-factory.dev/attestations/hardening-conformance/v1"):
+            out = subprocess.run([runner.require("cosign"), "verify-attestation", "--type", kind, "--key",
+                                  str(keys / "cosign.pub"), "--insecure-ignore-tlog=true", "--allow-http-registry",
+                                  "--allow-insecure-registry", ws.ref(index)],
+                                 capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+            assert out.returncode == 0, out.stderr
+            attested[kind] = "".join(base64.b64decode(json.loads(line)["payload"]).decode()
+                                     for line in out.stdout.splitlines() if line.startswith("{"))
 
     outputs = {"render": render.stdout + render.stderr, "publish": published.stdout + published.stderr,
-               "verify": verified.stdout + verified.stderr, "report": report.read_text()}
+               "verify": verified.stdout + verified.stderr, "report": report.read_text(), **attested}
     outputs |= {str(p): p.read_text(errors="replace") for p in (ws.root / "images").rglob("*") if p.is_file()}
     assert "debug" in outputs["publish"]  # -v really produced debug logs
-    for secret in (PASSWORD, COSIGN_PASSWORD, TOKEN, basic):
-        leaked = [name for name, text in outputs.items() if secret in text]
+    assert '"argv"' in outputs["publish"]  # the commands run were logged (and nothing of their environment)
+    forms = [basic]
+    for secret in (PASSWORD, COSIGN_PASSWORD, TOKEN):
+        forms += [secret, base64.b64encode(secret.encode()).decode(), base64.urlsafe_b64encode(secret.encode()).decode()]
+    for form in forms:
+        leaked = [name for name, text in outputs.items() if form in text]
         assert not leaked, f"secret found in {leaked}"
 
 
