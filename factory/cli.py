@@ -119,7 +119,7 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
 
     Prints every problem as `path:line: key.path: message`, then a summary; exits 1 on any error.
     """
-    from factory import manifest, policy
+    from factory import certs, manifest, policy
 
     settings = ctx.settings
     try:
@@ -131,6 +131,7 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
                    "(policy runs once these are fixed)")
         raise manifest.ValidationFailed(len(e.problems)) from None
     findings = policy.evaluate(catalog, settings, today=date.today())
+    findings += certs.problems(catalog, settings)  # the CA files of factory.yaml and the manifests
     _echo_problems(findings)
     errors = sum(p.severity == "error" for p in findings)
     click.echo(f"validated {len(catalog)} manifests: {errors} errors, {len(findings) - errors} warnings")

@@ -67,6 +67,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
 class Policy:
     allowed_registries: tuple[str, ...]
     eol_warning_days: int
+    certificates_warning_days: int
     max_added_layers: int
     max_total_layers: int
     max_size_overhead_percent: float
@@ -110,6 +111,8 @@ class Settings:
     signing: Signing = field(hash=False)
     # pinned apt-based image for the helper stage of no-shell images (see config.schema.json)
     helper_image: str = ""
+    # the org's CA files (PEM, relative to root) every image trusts; checked by factory.certs
+    certificates: tuple[str, ...] = ()
     registry_client: RegistryClient = field(default_factory=RegistryClient, hash=False)
     # When set, the only folders external tools are looked up in (a hermetic toolchain).
     tools_path: tuple[Path, ...] | None = None
@@ -195,6 +198,8 @@ PATTERN_WORDS: dict[str, str] = {
     r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}$":
         "an image reference pinned by digest, like docker.io/library/debian:bookworm-slim@sha256:<64 hex>",
+    r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[.](pem|crt|cer)$":
+        "a PEM file path relative to the repository root, like certs/org-root-ca.pem (.pem, .crt or .cer)",
 }
 
 
@@ -347,6 +352,7 @@ def _build(d: dict, root: Path) -> Settings:
         policy=Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()}),
         signing=Signing(**d["signing"]),
         helper_image=d["helper_image"],
+        certificates=tuple(d["certificates"]),
         registry_client=RegistryClient(**d["registry_client"]),
         tools_path=None if d["tools_path"] is None else tuple(root / p for p in d["tools_path"]),
     )

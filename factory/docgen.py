@@ -40,7 +40,9 @@ runtime: python
 platforms: [linux/amd64, linux/arm64]
 timezone: UTC
 user: {name: app, uid: 1001, gid: 1001}
-ca_certificates: true
+ca_certificates: true                # the public CA bundle; the org CAs (factory.yaml) are trusted anyway
+certificates:                        # CA files this image trusts besides the org's (docs/certificates.md)
+  additional: [certs/payments-ca.pem]
 env:
   PYTHONUNBUFFERED: "1"              # quote numbers: env values are text
 packages: [tzdata]

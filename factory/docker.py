@@ -145,10 +145,14 @@ class Docker:
             raise _error("image rm", e) from None
 
     def run(self, image: str, command: Sequence[str], *, platform: str, hardened: bool = True,
-            user: str | None = None, entrypoint: str | None = None) -> tuple[int, str, str]:
-        """Run a container to completion; returns (exit code, stdout, stderr)."""
+            user: str | None = None, entrypoint: str | None = None,
+            network: str | None = None) -> tuple[int, str, str]:
+        """Run a container to completion; returns (exit code, stdout, stderr). ``network``: e.g.
+        "host", to reach a service on the host's loopback (the TLS handshake test)."""
         opts = dict(read_only=True, cap_drop=["ALL"], security_options=["no-new-privileges"],
                     tmpfs=["/tmp"]) if hardened else {}
+        if network:
+            opts["networks"] = [network]
         try:
             out = self.client.run(image, list(command), platform=platform, remove=True, user=user,
                                   entrypoint=entrypoint, **opts)

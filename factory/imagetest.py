@@ -4,7 +4,8 @@ The OCI archive is ``docker load``ed (the containerd store keeps the index diges
 and every platform is checked three ways:
 
 - filesystem, from ``docker create`` + export (works for images without a shell): the user's
-  passwd entry, the CA bundle, no setuid/setgid files, no world-writable files outside sticky dirs;
+  passwd entry, the CA bundle, each org CA in it (by SHA-256 fingerprint), no setuid/setgid files,
+  no world-writable files outside sticky dirs;
 - configuration, from the layout's image config: USER is the manifest's uid:gid, TZ and env set;
 - runtime, under the hardened flags (--read-only --cap-drop=ALL --security-opt=no-new-privileges
   --tmpfs /tmp): the shell probe for images that have one, and the manifest's own tests.
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from factory import log
+from factory import certs, log
 from factory.docker import Docker
 from factory.errors import StepFailed
 from factory.model import Manifest
@@ -50,12 +51,13 @@ class Expectations:
     ca_bundle: bool
     has_shell: bool
     tests: tuple  # ImageTest
+    ca_fingerprints: tuple[str, ...] = ()  # SHA-256 of each org CA the bundle must hold
 
     @classmethod
     def for_manifest(cls, m: Manifest, *, debug: bool = False) -> Expectations:
         env = m.env + (m.variant("debug").env if debug and m.variant("debug") else ())
-        return cls(m.user.uid, m.user.gid, m.timezone, env, m.ca_certificates, m.has_shell or debug,
-                   () if debug else m.tests)
+        return cls(m.user.uid, m.user.gid, m.timezone, env, m.ca_certificates or bool(m.certificates),
+                   m.has_shell or debug, () if debug else m.tests, certs.fingerprints(m.certificates))
 
 
 def test_image(docker: Docker, archive: Path, layout: OciLayout, expect: Expectations) -> list[CheckResult]:
@@ -143,6 +145,8 @@ def filesystem_checks(fs_tar: Path, expect: Expectations) -> list[tuple[str, boo
         checks = [_passwd_check(tree, expect), _setuid_check(tree), _world_writable_check(tree)]
         if expect.ca_bundle:
             checks.append(_ca_check(tree))
+        if expect.ca_fingerprints:
+            checks.append(_org_ca_check(tree, expect.ca_fingerprints))
         if expect.timezone != "UTC":
             zone = f"usr/share/zoneinfo/{expect.timezone}"
             checks.append(("zoneinfo", tree.resolve(zone) is not None, f"/{zone}"))
@@ -160,6 +164,15 @@ def _ca_check(tree: _Tree) -> tuple[str, bool, str]:
     data = tree.read(CA_BUNDLE) or b""
     count = data.count(b"-----BEGIN CERTIFICATE-----")
     return "ca-bundle", count > 0, f"/{CA_BUNDLE}: {count} certificates, {len(data)} bytes"
+
+
+def _org_ca_check(tree: _Tree, wanted: tuple[str, ...]) -> tuple[str, bool, str]:
+    """The bundle OpenSSL, curl and Go read holds every org CA: TLS to internal endpoints works."""
+    have = certs.bundle_fingerprints(tree.read(CA_BUNDLE) or b"")
+    missing = [f for f in wanted if f not in have]
+    detail = (f"all {len(wanted)} org CA(s) in /{CA_BUNDLE}" if not missing else
+              f"not in /{CA_BUNDLE}: sha256 {', '.join(missing)}")
+    return "org-ca-trusted", not missing, detail
 
 
 def _setuid_check(tree: _Tree) -> tuple[str, bool, str]:

@@ -27,7 +27,7 @@ from jsonschema.exceptions import ValidationError
 from factory import platforms, schemas, yamlload
 from factory.config import Settings
 from factory.errors import FactoryError, ManifestError, Problem
-from factory.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
+from factory.model import CaFile, ImageTest, Manifest, Upstream, User, Variant, Waiver
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -66,6 +66,8 @@ PATTERN_WORDS: dict[str, str] = {
         "a lowercase label key like org.example.team",
     r"^[A-Za-z0-9 .+()-]+$": "an SPDX license expression like Apache-2.0 or (MIT OR Apache-2.0)",
     r"^[A-Z]+-[0-9]{3}$": "a policy rule ID like POL-001",
+    r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[.](pem|crt|cer)$":
+        "a PEM file path relative to the repository root, like certs/team-ca.pem (.pem, .crt or .cer)",
 }
 
 _TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
@@ -270,6 +272,7 @@ def _manifest(doc: yamlload.Document, path: Path, settings: Settings) -> Manifes
         timezone=d.get("timezone", defaults["timezone"]),
         user=User(user["name"], int(user["uid"]), int(user["gid"])),
         ca_certificates=d.get("ca_certificates", defaults["ca_certificates"]),
+        certificates=_ca_files(d, settings),
         env=_pairs(d.get("env")),
         packages=tuple(d.get("packages", ())),
         labels=_pairs(d.get("labels")),
@@ -289,6 +292,14 @@ def _manifest(doc: yamlload.Document, path: Path, settings: Settings) -> Manifes
                       for w in d.get("waivers", ())),
         lines=dict(doc.lines),
     )
+
+
+def _ca_files(d: dict, settings: Settings) -> tuple[CaFile, ...]:
+    """factory.yaml's org-wide CA files, then the manifest's own (checked by factory.certs)."""
+    org = [CaFile(settings.root / w, w, f"certificates.{i}", True) for i, w in enumerate(settings.certificates)]
+    own = [CaFile(settings.root / w, w, f"certificates.additional.{i}", False)
+           for i, w in enumerate(d.get("certificates", {}).get("additional", ()))]
+    return tuple(org + own)
 
 
 def _pairs(mapping: dict | None) -> tuple[tuple[str, str], ...]:

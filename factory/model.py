@@ -47,6 +47,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class CaFile:
+    """A PEM file of CA certificates an image trusts (checked and read by factory.certs)."""
+
+    path: Path  # repository root / written; factory.certs resolves it and keeps it inside the repository
+    written: str  # as listed, relative to the repository root
+    key: str  # where it is listed: "certificates.0" in factory.yaml, "certificates.additional.0" in the manifest
+    org_wide: bool  # listed in factory.yaml: every image trusts it
+
+
+@dataclass(frozen=True)
 class ImageTest:
     name: str
     run: tuple[str, ...]
@@ -91,6 +101,8 @@ class Manifest:
     variants: tuple[Variant, ...]
     tests: tuple[ImageTest, ...]
     waivers: tuple[Waiver, ...]
+    # the CA files the image trusts: factory.yaml's org-wide ones first, then the manifest's own
+    certificates: tuple[CaFile, ...] = ()
     # key path ("upstream.digest", "tests.0.run") -> line in the source file, for error messages
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

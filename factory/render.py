@@ -3,6 +3,7 @@
 ``images/<name>/`` is committed, so that reviewers see what a manifest change does to the build:
 
   Dockerfile, factory-context.json [, prepare-rootfs.sh]      the image's build context
+  [certs/<NN>-<stem>.crt ...]                                 the org CAs it trusts, one per file
   debug/Dockerfile, debug/factory-context.json [, ...]        the debug variant's, when it has one
 
 What changes from build to build never enters a file, or the file would change on every build:
@@ -22,11 +23,21 @@ vendor, licenses, base.name, base.digest), the manifest's own labels, and two of
   ``io.github.base-image-factory.variant`` (VARIANT_LABEL): ``prod`` or ``debug``; a debug image
       must never be deployed, and an admission policy can refuse it by this label.
 
-How the org hardening (user, timezone, CA bundle, packages) gets in depends on the distro:
+How the org hardening (user, timezone, CA bundle, org CAs, packages) gets in depends on the distro,
+always as exactly one layer over the base:
 
-  debian, ubuntu   one RUN: apt-get install --no-install-recommends, update-ca-certificates,
-                   groupadd/useradd, the zone files, then apt lists, logs and caches cleaned
-  alpine           one RUN: apk add --no-cache, addgroup/adduser, the zone files
+  debian, ubuntu   with packages, one RUN: apt-get install --no-install-recommends, the org CAs
+                   (read through a bind mount of certs/), update-ca-certificates, groupadd/useradd,
+                   the zone files, then apt lists, logs and caches cleaned
+  alpine           with packages, one RUN: apk add --no-cache, the org CAs, addgroup/adduser, the
+                   zone files
+  debian, ubuntu,  without packages (the org hardening only): a throwaway helper stage FROM the
+  alpine           upstream itself, on the target platform, runs prepare-rootfs.sh --upstream: it
+                   installs ca-certificates/tzdata there and writes under /rootfs only the files the
+                   hardening changes (passwd, group, shadow, gshadow, the CA bundle and the org CA
+                   files and links, zone files, setuid programs without the bit); the final stage
+                   takes them in one ``COPY --from=helper /rootfs/ /``: no package lists, logs,
+                   caches or package database changes (docs/certificates.md measures and explains)
   distroless,      no RUN in the final stage: a throwaway helper stage (``helper_image`` in
   scratch          factory.yaml: a pinned Debian/Ubuntu image, which has a shell and apt) runs
                    prepare-rootfs.sh to write exactly the files the image needs under /rootfs: the
@@ -37,6 +48,11 @@ How the org hardening (user, timezone, CA bundle, packages) gets in depends on t
                    upstream's passwd, and the upstream has none; rendering passwd from here instead
                    would drop the upstream's entries, which the renderer cannot know. The helper runs
                    on the build platform (no emulation): these files are the same on every arch.
+
+Org CAs (factory.yaml ``certificates``, a manifest's ``certificates.additional``; factory.certs
+checks them): each certificate goes alone into ``certs/<NN>-<stem>.crt`` of the context, then into
+/usr/local/share/ca-certificates and the bundle of the image, and, by ``runtime``, into the
+language's own store (NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE/SSL_CERT_FILE, Java's cacerts).
 
 Timezone: ``TZ`` is always set. UTC needs no zone file (glibc and musl read TZ=UTC without one), so
 tzdata is installed and /etc/localtime, /etc/timezone written only for another zone.
@@ -67,13 +83,13 @@ from functools import cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from factory import log
+from factory import certs, log
 from factory.config import Settings
 from factory.errors import FactoryError, ManifestError, Problem, UsageError
 from factory.model import Manifest, User
 
 # Bump when the output changes for the same input: it is part of every context, so of the fingerprint.
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 
 FINGERPRINT_LABEL = "io.github.base-image-factory.fingerprint"
 VARIANT_LABEL = "io.github.base-image-factory.variant"
@@ -86,6 +102,17 @@ DOCKERFILE = "Dockerfile"
 CONTEXT_FILE = "factory-context.json"
 HELPER_SCRIPT = "prepare-rootfs.sh"
 HELPER_SCRIPT_IN_STAGE = "/usr/local/bin/factory-prepare-rootfs"
+
+# Org CA certificates: certs/<NN>-<stem>.crt in the context (one certificate each), read in the build
+# from CERTS_IN_BUILD (a bind mount in the RUN, a COPY in a helper stage), and in the image:
+CERTS_DIR = "certs"
+CERTS_IN_BUILD = "/tmp/factory-certs"
+LOCAL_CA_DIR = "/usr/local/share/ca-certificates"  # update-ca-certificates reads it, now and in child images
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # public CAs and the org's: what OpenSSL, curl, Go read
+ORG_BUNDLE = "/etc/ssl/org-ca-certificates.crt"  # the org CAs alone: for NODE_EXTRA_CA_CERTS and the like
+# The password every JDK ships cacerts with; it protects nothing (the store holds public certificates).
+JAVA_CACERTS_PASSWORD = "changeit"
+_CERT_NAME = re.compile(r"[0-9]{2,}-[a-z0-9][a-z0-9._-]*[.]crt")
 
 PER_BUILD_ARGS = ("FACTORY_VERSION", "FACTORY_REVISION", "FACTORY_CREATED", "FACTORY_FINGERPRINT")
 BASE_ARGS = ("BASE_REF", "BASE_DIGEST")  # when the base is known only at build time
@@ -224,8 +251,9 @@ def _exec_form(argv: Iterable[str]) -> str:
 
 # --- the parts of a Dockerfile --------------------------------------------------------------------
 
-def _run(commands: list[str]) -> str:
-    return "RUN " + "; \\\n    ".join(commands)
+def _run(commands: list[str], mounts: Iterable[str] = ()) -> str:
+    options = "".join(f"--mount={m} " for m in mounts)
+    return f"RUN {options}" + "; \\\n    ".join(commands)
 
 
 def _pairs(instruction: str, pairs: list[tuple[str, str]]) -> str:
@@ -279,8 +307,55 @@ def _packages(packages: Iterable[str], key: str, implied: Iterable[str] = ()) ->
     return sorted(listed | {p for p in implied if p not in names})
 
 
-def _implied_packages(m: Manifest) -> list[str]:
-    return (["ca-certificates"] if m.ca_certificates else []) + (["tzdata"] if m.timezone != UTC else [])
+def _implied_packages(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
+    """ca-certificates for the public bundle, and for the org CAs: its update-ca-certificates is how the
+    distro trusts a CA (and keeps trusting it when a child image runs it again)."""
+    wants_store = m.ca_certificates or bool(cas)
+    return (["ca-certificates"] if wants_store else []) + (["tzdata"] if m.timezone != UTC else [])
+
+
+def _cert_names(cas: list[certs.CaCertificate]) -> list[str]:
+    names = certs.context_names(cas)
+    for name in names:  # made from safe characters; checked again because they reach a shell
+        if not _CERT_NAME.fullmatch(name):
+            raise RenderError("certificates", f"{name!r} is not a safe certificate file name")
+    return names
+
+
+def _trust_env(m: Manifest, cas: list[certs.CaCertificate]) -> list[tuple[str, str]]:
+    """Runtimes that do not read the system trust store (or whose libraries carry their own bundle),
+    pointed at the org CAs. A variable the manifest sets itself is left to the manifest."""
+    if not cas:
+        return []
+    wanted = {
+        # Node trusts its own built-in Mozilla list; NODE_EXTRA_CA_CERTS adds a PEM file to it.
+        "node": [("NODE_EXTRA_CA_CERTS", ORG_BUNDLE)],
+        # The stdlib ssl module already reads the system store (OpenSSL's default paths); requests
+        # (certifi's bundle) and httpx read these instead.
+        "python": [("REQUESTS_CA_BUNDLE", SYSTEM_BUNDLE), ("SSL_CERT_FILE", SYSTEM_BUNDLE)],
+    }.get(m.runtime, [])
+    own = dict(m.env)
+    return [(name, quote_value(value, f"env.{name}")) for name, value in wanted if name not in own]
+
+
+def _org_ca_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
+    """In the one RUN of an apt or apk image: the org CAs into the system trust store (and Java's)."""
+    if not cas:
+        return ["update-ca-certificates"] if m.ca_certificates else []
+    mounted = [f"{CERTS_IN_BUILD}/{n}" for n in _cert_names(cas)]
+    commands = [
+        f"mkdir -p {LOCAL_CA_DIR} /etc/ssl",
+        f"install -m 0644 {' '.join(map(_sh, mounted))} {LOCAL_CA_DIR}/",
+        "update-ca-certificates",
+        f"cat {' '.join(map(_sh, mounted))} > {ORG_BUNDLE}",
+    ]
+    if m.runtime == "java":
+        store = f"-cacerts -storepass {JAVA_CACERTS_PASSWORD}"
+        for path in mounted:
+            alias = _sh("factory-" + PurePosixPath(path).stem)
+            commands.append(f"keytool -list {store} -alias {alias} >/dev/null 2>&1"
+                            f" || keytool -importcert -noprompt {store} -alias {alias} -file {_sh(path)}")
+    return commands
 
 
 def _user(m: Manifest) -> User:
@@ -365,9 +440,9 @@ def _global_args(base: _Base, helper: str | None) -> list[str]:
 
 # --- per distro: the hardening --------------------------------------------------------------------
 
-def _apt_commands(m: Manifest) -> list[str]:
+def _apt_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
     user, tz = _user(m), _timezone(m)
-    packages = _packages(m.packages, "packages", _implied_packages(m))
+    packages = _packages(m.packages, "packages", _implied_packages(m, cas))
     commands = ["set -eux"]
     if packages:
         commands += [
@@ -375,8 +450,7 @@ def _apt_commands(m: Manifest) -> list[str]:
             "apt-get update",
             "apt-get install -y --no-install-recommends " + " ".join(map(_sh, packages)),
         ]
-    if m.ca_certificates:
-        commands.append("update-ca-certificates")
+    commands += _org_ca_commands(m, cas)
     commands += [
         f"grep -q {_sh(f'^{user.name}:x:{user.gid}:')} /etc/group || groupadd -g {user.gid} {_sh(user.name)}",
         # -l: no lastlog/faillog entry, which for a large uid is a huge sparse file
@@ -387,14 +461,13 @@ def _apt_commands(m: Manifest) -> list[str]:
     return commands + [STRIP_SETUID, *APT_CLEAN]
 
 
-def _apk_commands(m: Manifest) -> list[str]:
+def _apk_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
     user, tz = _user(m), _timezone(m)
-    packages = _packages(m.packages, "packages", _implied_packages(m))
+    packages = _packages(m.packages, "packages", _implied_packages(m, cas))
     commands = ["set -eux"]
     if packages:
         commands.append("apk add --no-cache " + " ".join(map(_sh, packages)))
-    if m.ca_certificates:
-        commands.append("update-ca-certificates")
+    commands += _org_ca_commands(m, cas)
     commands += [
         f"grep -q {_sh(f'^{user.name}:x:{user.gid}:')} /etc/group || addgroup -g {user.gid} -S {_sh(user.name)}",
         f"grep -q {_sh(f'^{user.name}:x:{user.uid}:{user.gid}:')} /etc/passwd"
@@ -409,24 +482,42 @@ def _timezone_commands(tz: str) -> list[str]:
     return [f"ln -snf {_sh('/usr/share/zoneinfo/' + tz)} /etc/localtime", f"echo {_sh(tz)} > /etc/timezone"]
 
 
-def _helper_stage(helper_args: list[str], *, build_platform: bool, copy_from_upstream: bool) -> list[str]:
-    lines = [
-        "# Throwaway helper stage (the image has no shell): it prepares, under /rootfs, exactly the files",
-        "# that the final stage copies. See prepare-rootfs.sh.",
-    ]
-    if build_platform:
-        lines.append("# It runs on the build platform: these files are the same on every architecture.")
-        lines.append("FROM --platform=$BUILDPLATFORM ${HELPER_REF} AS helper")
-    else:
-        lines.append("# It runs on the target platform: busybox is a program for that architecture.")
-        lines.append("FROM ${HELPER_REF} AS helper")
+_NO_SHELL_HELPER = [
+    "# Throwaway helper stage (the image has no shell): it prepares, under /rootfs, exactly the files",
+    "# that the final stage copies. See prepare-rootfs.sh.",
+]
+
+
+def _helper_stage(from_line: str, why: list[str], helper_args: list[str], *, copy_from_upstream: bool = False,
+                  with_certs: bool = False, as_root: bool = False) -> list[str]:
+    """A throwaway stage that runs prepare-rootfs.sh; the final stage copies its /rootfs."""
+    lines = [*why, from_line]
+    if as_root:
+        lines.append("USER 0:0")
     if copy_from_upstream:
         lines.append("COPY --from=upstream /etc/passwd /etc/group /rootfs/etc/")
+    if with_certs:
+        lines.append(f"COPY {CERTS_DIR}/ {CERTS_IN_BUILD}/")
     lines += [
         f"COPY {HELPER_SCRIPT} {HELPER_SCRIPT_IN_STAGE}",
         "RUN " + _exec_form(["/bin/sh", HELPER_SCRIPT_IN_STAGE, *helper_args]),
     ]
     return lines
+
+
+def _helper_args(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
+    """What prepare-rootfs.sh writes for the prod image: the user, the CA bundle, the zone files."""
+    user, tz = _user(m), _timezone(m)
+    args = ["--user", f"{user.name}:{user.uid}:{user.gid}"]
+    if m.ca_certificates:
+        args.append("--ca-certificates")
+    if cas:
+        args += ["--org-certs", CERTS_IN_BUILD]
+        if m.runtime == "java":
+            args.append("--java")
+    if tz != UTC:
+        args += ["--timezone", tz]
+    return args
 
 
 def _helper_image(settings: Settings) -> str:
@@ -460,34 +551,65 @@ def _source_name(m: Manifest, settings: Settings) -> str:
     return PurePosixPath(path).as_posix()
 
 
-def _prod_dockerfile(m: Manifest, settings: Settings) -> str:
+def _prod_dockerfile(m: Manifest, settings: Settings, cas: list[certs.CaCertificate]) -> str:
     base = _prod_base(m)
     user, tz = _user(m), _timezone(m)
-    env = [("TZ", quote_value(tz, "timezone")), *_env(m.env, "env", reserved=("TZ",))]
+    env = [("TZ", quote_value(tz, "timezone")),
+           *sorted(_trust_env(m, cas) + _env(m.env, "env", reserved=("TZ",)))]
     labels = _labels(m, settings, base, PROD)
     lines = _header(m, settings, PROD)
-    if m.has_shell:
-        if base.from_build_args:
-            lines += ["", *_global_args(base, None)]
-        commands = _apk_commands(m) if m.distro == "alpine" else _apt_commands(m)
-        lines += ["", f"FROM {base.ref}", "",
-                  "# As root: an upstream or org parent image may end as a non-root user. USER below resets it.",
-                  "USER 0:0", _run(commands), ""]
+    if not m.has_shell:
+        lines += _no_shell_stages(m, settings, base, cas)
+    elif m.packages:
+        lines += _run_stage(m, base, cas)
     else:
-        _packages_unsupported(m.packages, "packages", m.distro)
-        helper_args = ["--user", f"{user.name}:{user.uid}:{user.gid}"]
-        if m.ca_certificates:
-            helper_args.append("--ca-certificates")
-        if tz != UTC:
-            helper_args += ["--timezone", tz]
-        lines += ["", *_global_args(base, _helper_image(settings)), ""]
-        if _keeps_upstream_etc(m):
-            lines += ["# The upstream's /etc/passwd and /etc/group are kept: the helper adds the user to them.",
-                      f"FROM {base.ref} AS upstream", ""]
-        lines += _helper_stage(helper_args, build_platform=True, copy_from_upstream=_keeps_upstream_etc(m))
-        lines += ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
+        lines += _hardening_only_stages(m, base, cas)
     lines += _final_block(env, _stage_args(base), labels, user)
     return "\n".join(lines) + "\n"
+
+
+def _run_stage(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
+    """apt and apk images with packages: everything in one RUN, cleaned of lists, logs and caches."""
+    lines = ["", *_global_args(base, None)] if base.from_build_args else []
+    commands = _apk_commands(m, cas) if m.distro == "alpine" else _apt_commands(m, cas)
+    lines += ["", f"FROM {base.ref}", "",
+              "# As root: an upstream or org parent image may end as a non-root user. USER below resets it.",
+              "USER 0:0"]
+    mounts = []
+    if cas:
+        lines.append("# The org CAs are read from the context's certs/ through a bind mount: no layer of their own.")
+        mounts.append(f"type=bind,source={CERTS_DIR},target={CERTS_IN_BUILD}")
+    return lines + [_run(commands, mounts), ""]
+
+
+def _hardening_only_stages(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
+    """apt and apk images that ask for the org hardening only (no packages): one COPY of the changed
+    files, prepared by the upstream itself in a helper stage."""
+    lines = ["", *_global_args(base, None)] if base.from_build_args else []
+    why = [
+        "# Throwaway helper stage: the upstream itself, on the target platform. The manifest asks for the",
+        "# org hardening only, so the image gets exactly the files it changes (prepared under /rootfs, see",
+        "# prepare-rootfs.sh) in one COPY: no package lists, logs, caches or package database changes.",
+    ]
+    lines += ["", *_helper_stage(f"FROM {base.ref} AS helper", why, ["--upstream", *_helper_args(m, cas)],
+                                 with_certs=bool(cas), as_root=True)]
+    return lines + ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
+
+
+def _no_shell_stages(m: Manifest, settings: Settings, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
+    _packages_unsupported(m.packages, "packages", m.distro)
+    if cas and m.runtime == "java":
+        raise RenderError("runtime", f"a {m.distro} java image cannot get the org CAs into Java's cacerts "
+                                     "(keytool needs a shell and the image's own JRE); use a Debian-based JRE "
+                                     "image, or one whose cacerts already holds them")
+    lines = ["", *_global_args(base, _helper_image(settings)), ""]
+    if _keeps_upstream_etc(m):
+        lines += ["# The upstream's /etc/passwd and /etc/group are kept: the helper adds the user to them.",
+                  f"FROM {base.ref} AS upstream", ""]
+    why = [*_NO_SHELL_HELPER, "# It runs on the build platform: these files are the same on every architecture."]
+    lines += _helper_stage("FROM --platform=$BUILDPLATFORM ${HELPER_REF} AS helper", why, _helper_args(m, cas),
+                           copy_from_upstream=_keeps_upstream_etc(m), with_certs=bool(cas))
+    return lines + ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
 
 
 def _keeps_upstream_etc(m: Manifest) -> bool:
@@ -529,13 +651,15 @@ def _debug_dockerfile(m: Manifest, settings: Settings) -> str:
                               m.distro)
         env = [("PATH", quote_value(DEBUG_PATH, "PATH")), *_env(variant.env, "variants.debug.env", ("PATH",))]
         lines += ["", *_global_args(base, _helper_image(settings)), ""]
-        lines += _helper_stage(["--busybox"], build_platform=False, copy_from_upstream=False)
+        why = [*_NO_SHELL_HELPER, "# It runs on the target platform: busybox is a program for that architecture."]
+        lines += _helper_stage("FROM ${HELPER_REF} AS helper", why, ["--busybox"])
         lines += ["", "FROM ${BASE_REF}", "COPY --from=helper /rootfs/ /", ""]
     lines += _final_block(env, _stage_args(base), labels, user)
     return "\n".join(lines) + "\n"
 
 
-def _context_json(m: Manifest, base: _Base, variant: str, helper: str | None) -> str:
+def _context_json(m: Manifest, base: _Base, variant: str, helper: str | None,
+                  cas: list[certs.CaCertificate] = ()) -> str:
     if variant == DEBUG:
         built_from = {"prod": m.name}
     elif m.parent is not None and m.upstream is None:
@@ -554,6 +678,12 @@ def _context_json(m: Manifest, base: _Base, variant: str, helper: str | None) ->
         "build_args": _stage_args(base),
         "dockerfile": DOCKERFILE,
     }
+    if variant == PROD:  # the debug variant inherits the prod image's trust store
+        doc["certificates"] = [
+            {"file": f"{CERTS_DIR}/{name}", "source": ca.where, "subject": ca.subject, "sha256": ca.sha256,
+             "not_after": ca.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            for name, ca in zip(_cert_names(cas), cas, strict=True)
+        ]
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -561,23 +691,31 @@ def _helper_script() -> bytes:
     return resources.files("factory").joinpath("templates", HELPER_SCRIPT).read_bytes()
 
 
+def _uses_helper_script(m: Manifest) -> bool:
+    """Images without a shell, and apt/apk images asking for the org hardening only (no packages)."""
+    return not m.has_shell or not m.packages
+
+
 def render_manifest(m: Manifest, settings: Settings) -> RenderedImage:
-    """The build contexts of one manifest. Pure: the same manifest and settings give the same bytes."""
+    """The build contexts of one manifest. Pure: the same manifest, settings and CA files give the same
+    bytes. Raises ManifestError (a manifest value or one of its CA files), ConfigError (an org CA file)."""
     try:
         _checked(m.name, "name", "name")
+        cas = certs.for_image(m, settings)
         helper = None if m.has_shell else _helper_image(settings)
         files = {
-            DOCKERFILE: _prod_dockerfile(m, settings).encode(),
-            CONTEXT_FILE: _context_json(m, _prod_base(m), PROD, helper).encode(),
+            DOCKERFILE: _prod_dockerfile(m, settings, cas).encode(),
+            CONTEXT_FILE: _context_json(m, _prod_base(m), PROD, helper, cas).encode(),
         }
-        if not m.has_shell:
+        files.update({f"{CERTS_DIR}/{name}": ca.pem for name, ca in zip(_cert_names(cas), cas, strict=True)})
+        if _uses_helper_script(m):
             files[HELPER_SCRIPT] = _helper_script()
         if m.variant(DEBUG) is not None:
             files[f"{DEBUG}/{DOCKERFILE}"] = _debug_dockerfile(m, settings).encode()
             files[f"{DEBUG}/{CONTEXT_FILE}"] = _context_json(m, _BASE_FROM_BUILD_ARGS, DEBUG, helper).encode()
             if not m.has_shell:
                 files[f"{DEBUG}/{HELPER_SCRIPT}"] = _helper_script()
-    except RenderError as e:
+    except (RenderError, certs.CertificateError) as e:
         raise ManifestError([Problem(str(m.path), m.line_of(e.key), e.key, e.reason)]) from None
     image = RenderedImage(m.name, dict(sorted(files.items())), "", None)
     debug = image.context_files(DEBUG)

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from factory import cli, config, platforms, render
-from factory.errors import ManifestError, UsageError
-from factory.model import Manifest, Upstream, User, Variant
+from factory.errors import ConfigError, ManifestError, UsageError
+from factory.model import CaFile, Manifest, Upstream, User, Variant
 
 GOLDEN = Path(__file__).parent / "golden"
+TEST_CERTS = Path(__file__).parents[1] / "data" / "certs"  # fixed CA certificates (tests/data/README.md)
 UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))
 
 DIGEST_A = "sha256:" + "a1" * 32
@@ -106,8 +107,18 @@ def text(image: render.RenderedImage, path: str = "Dockerfile") -> str:
     return image.files[path].decode()
 
 
+def org_ca(written: str = "certs/test-org-root-ca.pem", i: int = 0) -> CaFile:
+    """An org-wide CA file as factory.manifest lists it (the renderer reads settings.root / written)."""
+    return CaFile(Path("/nonexistent") / written, written, f"certificates.{i}", True)
+
+
+def own_ca(written: str = "certs/test-team-chain.pem", i: int = 0) -> CaFile:
+    return CaFile(Path("/nonexistent") / written, written, f"certificates.additional.{i}", False)
+
+
 @pytest.fixture
 def settings(tmp_path) -> config.Settings:
+    shutil.copytree(TEST_CERTS, tmp_path / "certs")
     return make_settings(tmp_path)
 
 
@@ -141,6 +152,18 @@ CASES: dict[str, dict] = {
     "minimal": dict(name="debian-12-minimal", description="Debian 12, user only", ca_certificates=False,
                     upstream=Upstream("docker.io/library/debian", "12.7-slim", DIGEST_E), runtime="none",
                     env=(), labels=(), variants=()),
+    # org CAs (factory.yaml's and the manifest's own, a file of two) in the one RUN of a python image
+    "org-ca-run": dict(packages=("netbase",), certificates=(org_ca(), own_ca()), variants=()),
+    # org CAs in a hardening-only node image: the helper stage is the upstream itself
+    "org-ca-hardening": dict(name="node-24-slim", description="Node 24 slim, hardened", runtime="node",
+                             upstream=Upstream("docker.io/library/node", "24.18.1-bookworm-slim", DIGEST_B),
+                             env=(("NODE_ENV", "production"),), timezone="Europe/Berlin", labels=(),
+                             certificates=(org_ca(),), variants=()),
+    # org CAs in an image without a shell: the helper image assembles the bundle
+    "org-ca-distroless": dict(name="distroless-static-debian12", description="Distroless static, hardened",
+                              distro="distroless", runtime="none", env=(), licenses="Apache-2.0", labels=(),
+                              upstream=Upstream("gcr.io/distroless/static-debian12", "nonroot", DIGEST_D),
+                              certificates=(org_ca(),), variants=()),
 }
 
 
@@ -219,17 +242,19 @@ def test_apt_is_one_run_that_installs_creates_the_user_and_cleans(settings):
 
 
 def test_a_timezone_other_than_utc_installs_tzdata_and_writes_the_zone_files(settings):
-    dockerfile = text(render.render_manifest(make_manifest(settings, timezone="Asia/Tokyo"), settings))
-    assert "apt-get install -y --no-install-recommends ca-certificates tzdata;" in dockerfile
+    m = make_manifest(settings, timezone="Asia/Tokyo", packages=("netbase",))
+    dockerfile = text(render.render_manifest(m, settings))
+    assert "apt-get install -y --no-install-recommends ca-certificates netbase tzdata;" in dockerfile
     assert "ln -snf /usr/share/zoneinfo/Asia/Tokyo /etc/localtime" in dockerfile
     assert "echo Asia/Tokyo > /etc/timezone" in dockerfile
     assert 'ENV TZ="Asia/Tokyo"' in dockerfile
 
 
-def test_without_ca_certificates_nothing_is_installed(settings):
-    dockerfile = text(render.render_manifest(make_manifest(settings, ca_certificates=False), settings))
-    assert "apt-get" in dockerfile  # the clean-up still runs
-    assert "apt-get install" not in dockerfile and "update-ca-certificates" not in dockerfile
+def test_without_ca_certificates_only_the_packages_are_installed(settings):
+    m = make_manifest(settings, ca_certificates=False, packages=("netbase",))
+    dockerfile = text(render.render_manifest(m, settings))
+    assert "apt-get install -y --no-install-recommends netbase;" in dockerfile
+    assert "ca-certificates" not in dockerfile and "update-ca-certificates" not in dockerfile
 
 
 def test_packages_are_sorted_deduplicated_and_a_pinned_one_replaces_the_implied(settings):
@@ -337,6 +362,109 @@ def test_per_build_args_come_after_the_run_so_they_never_invalidate_its_cache(se
     lines = logical_lines(text(render.render_manifest(make_manifest(settings), settings)))
     run = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
     assert all(i > run for i, line in enumerate(lines) if line.startswith("ARG FACTORY_"))
+
+
+# --- the hardening-only path and the org CAs ---------------------------------------------------------
+
+def test_a_manifest_without_packages_gets_one_copy_from_a_helper_stage_of_the_upstream(settings):
+    image = render.render_manifest(make_manifest(settings, timezone="Asia/Tokyo"), settings)
+    lines = logical_lines(text(image))
+    ref = f"docker.io/library/python:3.11.9-slim-bookworm@{DIGEST_A}"
+    assert lines[:2] == [f"FROM {ref} AS helper", "USER 0:0"]  # as root: a parent may end as the user
+    assert json.loads(next(line for line in lines if line.startswith("RUN "))[4:]) == [
+        "/bin/sh", render.HELPER_SCRIPT_IN_STAGE, "--upstream", "--user", "app:1001:1001", "--ca-certificates",
+        "--timezone", "Asia/Tokyo"]
+    assert [line.split()[0] for line in final_stage(text(image))][:2] == ["FROM", "COPY"]
+    assert final_stage(text(image))[:2] == [f"FROM {ref}", "COPY --from=helper /rootfs/ /"]
+    assert "RUN" not in [line.split()[0] for line in final_stage(text(image))]
+    assert render.HELPER_SCRIPT in image.files
+
+
+def test_alpine_and_parent_images_without_packages_take_the_helper_path_too(settings):
+    alpine = logical_lines(text(render.render_manifest(make_manifest(settings, **{**CASES["alpine"], "packages": ()}),
+                                                       settings)))
+    assert alpine[0] == f"FROM docker.io/library/alpine:3.20.3@{DIGEST_C} AS helper"
+    parent = logical_lines(text(render.render_manifest(make_manifest(settings, **{**CASES["parent"], "packages": ()}),
+                                                       settings)))
+    assert parent[:2] == ["ARG BASE_REF", "FROM ${BASE_REF} AS helper"]
+    assert "FROM ${BASE_REF}" in parent and "COPY --from=helper /rootfs/ /" in parent
+
+
+def test_org_cas_reach_the_one_run_through_a_bind_mount(settings):
+    m = make_manifest(settings, packages=("netbase",), certificates=(org_ca(),))
+    image = render.render_manifest(m, settings)
+    dockerfile = text(image)
+    assert instructions(dockerfile).count("RUN") == 1 and "COPY" not in instructions(dockerfile)
+    run = next(line for line in logical_lines(dockerfile) if line.startswith("RUN "))
+    assert run.startswith("RUN --mount=type=bind,source=certs,target=/tmp/factory-certs set -eux;")
+    for expected in ("install -m 0644 /tmp/factory-certs/01-test-org-root-ca.crt /usr/local/share/ca-certificates/",
+                     "update-ca-certificates", "> /etc/ssl/org-ca-certificates.crt"):
+        assert expected in run
+    assert run.index("update-ca-certificates") > run.index("install -m 0644")
+    assert image.files["certs/01-test-org-root-ca.crt"] == (TEST_CERTS / "test-org-root-ca.pem").read_bytes()
+
+
+def test_org_cas_bring_ca_certificates_even_when_the_public_bundle_is_not_asked_for(settings):
+    m = make_manifest(settings, packages=("netbase",), ca_certificates=False, certificates=(org_ca(),))
+    dockerfile = text(render.render_manifest(m, settings))
+    assert "apt-get install -y --no-install-recommends ca-certificates netbase;" in dockerfile
+    helper = make_manifest(settings, ca_certificates=False, certificates=(org_ca(),))
+    run = next(line for line in logical_lines(text(render.render_manifest(helper, settings))) if line.startswith("RUN"))
+    assert json.loads(run[4:])[-2:] == ["--org-certs", "/tmp/factory-certs"]
+
+
+def test_language_trust_stores_by_runtime_and_the_manifests_own_env_wins(settings):
+    def env(**overrides) -> str:
+        dockerfile = text(render.render_manifest(make_manifest(settings, **overrides), settings))
+        return next(line for line in logical_lines(dockerfile) if line.startswith("ENV "))
+
+    assert 'NODE_EXTRA_CA_CERTS="/etc/ssl/org-ca-certificates.crt"' in env(runtime="node", certificates=(org_ca(),))
+    python = env(runtime="python", certificates=(org_ca(),))
+    assert 'REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"' in python
+    assert 'SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt"' in python
+    assert "CA_BUNDLE" not in env(runtime="python") and "NODE_EXTRA" not in env(runtime="node")  # no org CAs
+    own = env(runtime="python", certificates=(org_ca(),), env=(("REQUESTS_CA_BUNDLE", "/app/ca.pem"),))
+    assert 'REQUESTS_CA_BUNDLE="/app/ca.pem"' in own and own.count("REQUESTS_CA_BUNDLE") == 1
+
+
+def test_java_images_import_the_org_cas_into_cacerts(settings):
+    run_path = text(render.render_manifest(make_manifest(settings, runtime="java", packages=("netbase",),
+                                                         certificates=(org_ca(),)), settings))
+    assert ("keytool -list -cacerts -storepass changeit -alias factory-01-test-org-root-ca >/dev/null 2>&1 || "
+            "keytool -importcert -noprompt -cacerts -storepass changeit -alias factory-01-test-org-root-ca "
+            "-file /tmp/factory-certs/01-test-org-root-ca.crt") in run_path
+    helper = text(render.render_manifest(make_manifest(settings, runtime="java", certificates=(org_ca(),)), settings))
+    assert '"--org-certs", "/tmp/factory-certs", "--java"' in helper
+    refused = _refused(settings, **{**CASES["distroless"], "runtime": "java", "certificates": (org_ca(),)})
+    assert " runtime: a distroless java image cannot get the org CAs into Java's cacerts" in refused
+
+
+def test_the_context_lists_each_certificate_and_no_certificate_no_certs_folder(settings):
+    image = render.render_manifest(make_manifest(settings, certificates=(org_ca(), own_ca(), org_ca())), settings)
+    listed = json.loads(image.files["factory-context.json"])["certificates"]
+    assert [c["file"] for c in listed] == ["certs/01-test-org-root-ca.crt", "certs/02-test-team-chain-1.crt",
+                                           "certs/03-test-team-chain-2.crt"]  # listed twice, copied once
+    assert listed[1]["source"] == "certs/test-team-chain.pem (certificate 1 of 2)"
+    assert [p for p in image.files if p.startswith("certs/")] == [c["file"] for c in listed]
+    assert "certs/" not in "".join(image.context_files(render.DEBUG))  # the debug variant inherits them
+    plain = render.render_manifest(make_manifest(settings), settings)
+    assert not any(p.startswith("certs/") for p in plain.files)
+    assert json.loads(plain.files["factory-context.json"])["certificates"] == []
+
+
+def test_a_new_certificate_changes_the_context_digest(settings):
+    m = make_manifest(settings)
+    assert (render.render_manifest(dataclasses.replace(m, certificates=(org_ca(),)), settings).context_digest
+            != render.render_manifest(m, settings).context_digest)
+
+
+def test_a_bad_certificate_of_the_manifest_names_its_line_and_one_of_factory_yaml_the_config(settings):
+    (settings.root / "certs" / "bad.pem").write_text("not a certificate\n")
+    m = make_manifest(settings, certificates=(own_ca("certs/bad.pem"),), lines={"certificates.additional.0": 21})
+    with pytest.raises(ManifestError, match=r":21: certificates.additional.0: 'certs/bad.pem': holds no PEM"):
+        render.render_manifest(m, settings)
+    with pytest.raises(ConfigError, match=r"factory.yaml: certificates.0: 'certs/bad.pem': holds no PEM"):
+        render.render_manifest(make_manifest(settings, certificates=(org_ca("certs/bad.pem"),)), settings)
 
 
 # --- refusals -----------------------------------------------------------------------------------
@@ -548,10 +676,10 @@ def test_cli_render_writes_and_check_fails_when_stale(tmp_path, capsys):
 
     code, out, err = _cli([*conf, "render", "--check"], capsys)
     assert code == 1 and "+++ b/images/debian-12-slim/Dockerfile" in out
-    assert "4 rendered file(s) are stale" in err and "factory render" in err
+    assert "5 rendered file(s) are stale" in err and "factory render" in err
 
     code, out, _ = _cli([*conf, "render"], capsys)
-    assert code == 0 and "4 file(s) changed" in out
+    assert code == 0 and "5 file(s) changed" in out
     assert (settings.images_dir / "debian-12-slim" / "debug" / "Dockerfile").is_file()
 
     code, out, _ = _cli([*conf, "render", "--check", "debian-12-slim"], capsys)
