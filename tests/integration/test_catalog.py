@@ -68,8 +68,11 @@ def published(tmp_path_factory, settings, seeded_debian, docker) -> Published:
     tmp = tmp_path_factory.mktemp("catalog")
     ws = Workspace.create(tmp / "repo", registry=settings.registry, state_dir=settings.state_dir,
                           extra_config={"helper_image": seeded_debian.ref})
+    # tzdata is in minbase already: listing it makes both versions take the renderer's one-RUN path
+    # (a manifest without packages gets the hardening-only layer, whose dpkg database lacks
+    # ca-certificates), so that the changelog shows exactly the package the second version adds
     doc = manifest_on(seeded_debian, "cat", platforms=["linux/amd64"], variants={"debug": {}},
-                      description="Catalog test image on the seeded Debian")
+                      packages=["tzdata"], description="Catalog test image on the seeded Debian")
     ws.add_manifest(doc)
     _publish(ws, "cat")
 

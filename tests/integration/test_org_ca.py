@@ -32,6 +32,7 @@ from factory.build import BuildRequest, BuiltImage, build
 from factory.model import Manifest
 from factory.registry import Registry
 from tests.certgen import Issued, make_ca, make_server
+from tests.integration.workspace import Workspace, manifest_on
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 GREETING = "hello from the org's internal service"
@@ -226,3 +227,29 @@ def test_a_no_shell_image_gets_the_org_ca_in_its_bundle(tmp_path, docker, seeded
         assert "\nRUN " not in final_stage
     finally:
         docker.remove_image(built.image_id)
+
+
+# --- through the publish pipeline: the published images trust the org CA ---------------------------------
+
+def test_a_published_hardening_only_image_trusts_the_org_ca_and_its_debug_variant_shakes_hands(
+        tmp_path, settings, docker, seeded_debian, org_ca, https_url):
+    ws = Workspace.create(tmp_path / "repo", registry=settings.registry, state_dir=settings.state_dir,
+                          extra_config={"helper_image": seeded_debian.ref, "certificates": [ORG_CA]})
+    (ws.root / "certs").mkdir()
+    (ws.root / ORG_CA).write_bytes(org_ca.pem)
+    ws.add_manifest(manifest_on(seeded_debian, "orgca", variants={"debug": {"packages": ["curl"]}}))
+    rendered = ws.factory("render")
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    ws.commit("render")
+    report_path = ws.root / "report.json"
+    proc = ws.factory("publish", "orgca", "--report", str(report_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    prod = json.loads(report_path.read_text())["images"][0]["prod"]
+    trusted = {c["platform"]: c["passed"] for c in prod["checks"] if c["name"] == "org-ca-trusted"}
+    assert trusted == dict.fromkeys(PLATFORMS, True)
+    assert all(prod["gates"]["layers"][p]["added"] == 1 for p in PLATFORMS), prod["gates"]["layers"]
+    debug = ws.ref(ws.digest("orgca-debug"))
+    for p in PLATFORMS:
+        rc, out, err = _curl(docker, debug, p, https_url)
+        assert (rc, out) == (0, GREETING), f"{p}: curl exited {rc}: {err}"
