@@ -452,6 +452,19 @@ def test_the_context_lists_each_certificate_and_no_certificate_no_certs_folder(s
     assert json.loads(plain.files["factory-context.json"])["certificates"] == []
 
 
+def test_a_certificate_taken_off_the_list_leaves_images_on_the_next_render(settings):
+    m = make_manifest(settings, name="app", certificates=(org_ca(), own_ca()))
+    render.write_all({"app": m}, settings)
+    folder = settings.images_dir / "app" / "certs"
+    assert sorted(p.name for p in folder.iterdir()) == ["01-test-org-root-ca.crt", "02-test-team-chain-1.crt",
+                                                        "03-test-team-chain-2.crt"]
+    fewer = {"app": dataclasses.replace(m, certificates=(own_ca(),))}
+    assert "--- a/images/app/certs/03-test-team-chain-2.crt\n+++ /dev/null\n" in render.check(fewer, settings)
+    touched = render.write_all(fewer, settings)
+    assert sorted(p.name for p in folder.iterdir()) == ["01-test-team-chain-1.crt", "02-test-team-chain-2.crt"]
+    assert folder / "03-test-team-chain-2.crt" in touched and render.check(fewer, settings) == ""
+
+
 def test_a_new_certificate_changes_the_context_digest(settings):
     m = make_manifest(settings)
     assert (render.render_manifest(dataclasses.replace(m, certificates=(org_ca(),)), settings).context_digest
