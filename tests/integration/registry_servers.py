@@ -206,6 +206,8 @@ class FaultProxy:
     ``fault(method, n)`` sees the method and the 1-based number of requests so far and returns None
     (forward) or (status, headers) to answer with, or a float to sleep before forwarding, or DROP.
     ``rule(method, path, n)``, when given instead, also sees the path (e.g. a manifest PUT by tag).
+    Rules run one at a time (under the proxy's lock): a rule that waits holds up this proxy's other
+    requests, which is what the two-machine tests want (each machine has a proxy of its own).
     """
 
     def __init__(self, upstream: str, fault: Callable[[str, int], tuple[int, dict] | float | str | None] | None = None,
@@ -213,7 +215,6 @@ class FaultProxy:
         self.upstream = upstream
         self.rule = rule or (lambda method, path, n: fault(method, n))
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status answered)
-        self.path = ""  # the path of the request ``fault`` is deciding on
         self._lock = threading.Lock()
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -230,7 +231,6 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 with outer._lock:
                     n = len(outer.seen) + 1
-                    outer.path = self.path
                     action = outer.rule(self.command, self.path, n)
                     outer.seen.append((self.command, self.path, 0))
                 if action == DROP:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.registry_servers import FaultProxy, own_registry, serve
+from tests.integration.registry_servers import DROP, FaultProxy, own_registry, serve
 from tests.integration.test_publish import cosign
 from tests.integration.workspace import Workspace, manifest_on
 
@@ -21,20 +21,20 @@ TAG_PUT = re.compile(r"^/v2/.+/manifests/(?!sha256:)")
 
 
 class RegistryGoesAway:
-    """Forward everything until the first PUT of a manifest by tag matching ``tag_pattern``; from then
-    on answer 503 (the registry is gone) until ``back()``."""
+    """A FaultProxy rule: forward everything until the first PUT of a manifest by a tag matching
+    ``tag_pattern``; from then on give ``answer`` (503, or DROP: the connection closed unanswered, as
+    a stopped registry's) until ``back()``."""
 
-    def __init__(self, tag_pattern: str) -> None:
+    def __init__(self, tag_pattern: str, answer) -> None:
         self.pattern = re.compile(tag_pattern)
+        self.answer = answer
         self.down = False
         self.spent = False  # the registry goes away once
-        self.proxy: FaultProxy | None = None
 
-    def __call__(self, method: str, n: int):
-        path = self.proxy.path
+    def __call__(self, method: str, path: str, n: int):
         if not self.spent and method == "PUT" and TAG_PUT.match(path) and self.pattern.search(path):
             self.down = True
-        return (503, {}) if self.down else None
+        return self.answer if self.down else None
 
     def back(self) -> None:
         self.down, self.spent = False, True
@@ -44,13 +44,11 @@ class RegistryGoesAway:
 def private(tmp_path, settings, seeded_debian):
     """A workspace publishing to a private registry behind a fault proxy."""
 
-    def make(tag_pattern: str):
-        fault = RegistryGoesAway(tag_pattern)
+    def make(tag_pattern: str, answer):
+        fault = RegistryGoesAway(tag_pattern, answer)
         (tmp_path / "reg").mkdir()
         with own_registry(tmp_path / "reg") as registry:
-            proxy = FaultProxy(registry, fault)
-            fault.proxy = proxy
-            with serve(proxy.handler()) as host:
+            with serve(FaultProxy(registry, rule=fault).handler()) as host:
                 ws = Workspace.create(tmp_path / "repo", registry=host, state_dir=settings.state_dir,
                                       extra_config={"helper_image": seeded_debian.ref,
                                                     "insecure_registries": [host, settings.registry],
@@ -61,16 +59,12 @@ def private(tmp_path, settings, seeded_debian):
     return make
 
 
-def tags_by_name(ws):
-    return ws.tags()
-
-
-@pytest.mark.parametrize(("tag_pattern", "tags_left"), [
-    (r"-v\d+\.\d+\.\d+$", set()),          # gone before the first tag: nothing tagged
-    (r"-v\d+\.\d+$", {"down-v1.0.0"}),     # gone after the immutable tag, before the floating ones
-])
-def test_registry_gone_during_tagging_then_back(private, seeded, runner, settings, tag_pattern, tags_left):
-    gen = private(tag_pattern)
+@pytest.mark.parametrize(("tag_pattern", "answer", "tags_left"), [
+    (r"-v\d+\.\d+\.\d+$", DROP, set()),                  # stopped before the first tag: nothing tagged
+    (r"-v\d+\.\d+$", (503, {}), {"down-v1.0.0"}),       # failing after the immutable tag, before the floating
+], ids=["stopped-before-the-first-tag", "503-after-the-immutable-tag"])
+def test_registry_gone_during_tagging_then_back(private, seeded, runner, settings, tag_pattern, answer, tags_left):
+    gen = private(tag_pattern, answer)
     ws, fault = next(gen)
     try:
         ws.add_manifest(manifest_on(seeded["busybox"], "down"))
@@ -80,6 +74,8 @@ def test_registry_gone_during_tagging_then_back(private, seeded, runner, setting
         failed = ws.factory("publish", "down")
         assert failed.returncode == 1
         assert "failed at tag" in failed.stderr, failed.stderr
+        # the registry's own answer, or that it did not answer at all
+        assert ("registry not reachable (after 3 retries)" if answer == DROP else "HTTP 503") in failed.stderr
         assert time.monotonic() - start < 120  # bounded retries, not a hang
         fault.back()
         tags = ws.tags()
