@@ -77,7 +77,7 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -314,7 +314,7 @@ def _implied_packages(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
     return (["ca-certificates"] if wants_store else []) + (["tzdata"] if m.timezone != UTC else [])
 
 
-def _cert_names(cas: list[certs.CaCertificate]) -> list[str]:
+def _cert_names(cas: Sequence[certs.CaCertificate]) -> list[str]:
     names = certs.context_names(cas)
     for name in names:  # made from safe characters; checked again because they reach a shell
         if not _CERT_NAME.fullmatch(name):
@@ -659,7 +659,7 @@ def _debug_dockerfile(m: Manifest, settings: Settings) -> str:
 
 
 def _context_json(m: Manifest, base: _Base, variant: str, helper: str | None,
-                  cas: list[certs.CaCertificate] = ()) -> str:
+                  cas: Sequence[certs.CaCertificate] = ()) -> str:
     if variant == DEBUG:
         built_from = {"prod": m.name}
     elif m.parent is not None and m.upstream is None:
