@@ -10,6 +10,8 @@ import subprocess
 import pytest
 import structlog
 
+from factory import config
+
 
 class SubprocessInUnitTest(AssertionError):
     pass
@@ -29,6 +31,16 @@ def _no_subprocess_in_unit_tests(request, monkeypatch):
             )
 
     monkeypatch.setattr(subprocess, "Popen", RefusedPopen)
+
+
+@pytest.fixture(autouse=True)
+def _no_factory_environment_in_unit_tests(request, monkeypatch):
+    """The Makefile exports FACTORY_STATE (and a developer may set others): a unit test reads only
+    the factory.yaml it wrote, so no override from the calling shell replaces a value it checks."""
+    if request.node.get_closest_marker("integration"):
+        return
+    for var in config.ENV_OVERRIDES:
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(autouse=True)
