@@ -100,9 +100,21 @@ link_tools() {  # prefix where the binaries live (/ or $TOOLS/root)
   done
   # dockerd looks for docker-init on PATH for --init; Debian ships it as tini-static.
   ln -sfn "$root/usr/bin/tini-static" "$TOOLS/bin/docker-init"
-  # The docker CLI finds plugins only in fixed folders; this one is meant for local installs.
+  link_buildx_plugin "$root"
+}
+
+link_buildx_plugin() {  # prefix where the binaries live (/ or $TOOLS/root)
+  # The docker CLI finds plugins only in fixed folders; this one is meant for local installs. It is
+  # one link for the whole machine, so a bootstrap for another state folder (a cold-state test run)
+  # can move it: every bootstrap, up to date or not, points it back at its own buildx.
+  local plugin=$1/usr/libexec/docker/cli-plugins/docker-buildx
+  [ -x "$plugin" ] || die "docker-buildx not found under $1"
   mkdir -p /usr/local/lib/docker/cli-plugins
-  ln -sfn "$root/usr/libexec/docker/cli-plugins/docker-buildx" /usr/local/lib/docker/cli-plugins/docker-buildx
+  ln -sfn "$plugin" /usr/local/lib/docker/cli-plugins/docker-buildx
+}
+
+engine_root() {  # codename -> where the engine's files are
+  if [ "$1" = trixie ]; then printf '/'; else printf '%s' "$TOOLS/root"; fi
 }
 
 fetch_fixture_debs() {
@@ -131,6 +143,7 @@ main() {
 
   stamp="$TOOLS/.toolset-$TOOLSET_VERSION-$codename"
   if [ -f "$stamp" ] && [ -z "$(missing_system_pkgs "${SYSTEM_PKGS[@]}")" ]; then
+    link_buildx_plugin "$(engine_root "$codename")"
     log "up to date ($codename, $TOOLS)"
     return 0
   fi
@@ -139,12 +152,11 @@ main() {
   private_apt_update
   if [ "$codename" = trixie ]; then
     apt_install "${TRIXIE_ENGINE_PKGS[@]}"
-    link_tools /
   else
     log "fetching ${TRIXIE_ENGINE_PKGS[*]} from trixie into $TOOLS/root"
     install_engine_from_trixie
-    link_tools "$TOOLS/root"
   fi
+  link_tools "$(engine_root "$codename")"
   fetch_fixture_debs
   rm -f "$TOOLS"/.toolset-*
   touch "$stamp"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import yaml
 from tests.integration.registry_servers import FaultProxy, own_registry, serve
 from tests.integration.test_publish import cosign
 from tests.integration.test_publish import ws  # noqa: F401  (fixture)
-from tests.integration.workspace import Workspace, manifest_on
+from tests.integration.workspace import Workspace, factory_environment, manifest_on
 
 
 def test_two_publishes_at_once_give_one_version(ws, seeded):  # noqa: F811
@@ -29,7 +28,7 @@ def test_two_publishes_at_once_give_one_version(ws, seeded):  # noqa: F811
     ws.commit()
     argv = [sys.executable, "-m", "factory", "--config", str(ws.root / "factory.yaml"), "publish", "twin"]
     procs = [subprocess.Popen(argv, cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "CI": "true"}) for _ in range(2)]
+                              env=factory_environment()) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     statuses = [re.search(r"^twin\s+(\S+)", out, re.M).group(1) for out, _ in outs]
@@ -128,10 +127,14 @@ def publish_at_once(*workspaces, env: list[dict] | None = None) -> list[tuple[su
         argv = [sys.executable, "-m", "factory", "--config", str(w.root / "factory.yaml"), "publish", "race",
                 "--report", str(w.root / "report.json")]
         procs.append(subprocess.Popen(argv, cwd=w.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env={**os.environ, "CI": "true", **((env or [{}] * 2)[i])}))
+                                      env=factory_environment((env or [{}] * 2)[i])))
     outs = [p.communicate(timeout=900) for p in procs]
     return [(subprocess.CompletedProcess(p.args, p.returncode, o, e), json.loads((w.root / "report.json").read_text()))
             for p, (o, e), w in zip(procs, outs, workspaces, strict=True)]
+
+
+def logs(results) -> list[str]:
+    return [proc.stderr[-6000:] for proc, _ in results]
 
 
 def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, settings, seeded, seeded_debian,
@@ -151,7 +154,7 @@ def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, s
             w.commit(f"machine {i}")
             machines.append(w)
         results = publish_at_once(*machines)
-        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
+        assert not [d for d in choreography.done if d.startswith("missed")], (choreography.done, logs(results))
 
         codes = sorted(proc.returncode for proc, _ in results)
         assert codes == [0, 1], [proc.stderr[-3000:] for proc, _ in results]

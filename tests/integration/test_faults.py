@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.registry_servers import DROP, FaultProxy, own_registry, serve
 from tests.integration.test_publish import cosign
-from tests.integration.workspace import Workspace, manifest_on
+from tests.integration.workspace import Workspace, factory_environment, manifest_on
 
 TAG_PUT = re.compile(r"^/v2/.+/manifests/(?!sha256:)")
 
@@ -107,7 +107,7 @@ def test_sigkill_mid_publish_then_a_rerun_recovers(tmp_path, settings, seeded, s
     ws.commit()
     proc = subprocess.Popen([sys.executable, "-m", "factory", "--config", str(ws.root / "factory.yaml"),
                              "--log-format", "json", "publish", "killed"], cwd=ws.root, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "CI": "true"},
+                            stdout=subprocess.DEVNULL, text=True, env=factory_environment(),
                             start_new_session=True)
     deadline = time.monotonic() + 300
     seen = False

@@ -15,8 +15,18 @@ import git
 import requests
 import yaml
 
+from factory import config
+
 INDEX_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
                 "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def factory_environment(extra: dict | None = None) -> dict[str, str]:
+    """The environment a workspace's `factory` runs in: the caller's, as in CI, without the FACTORY_*
+    overrides that `make test` exports. A workspace's factory.yaml says where its state and tools are;
+    an inherited FACTORY_STATE would quietly give two "machines" one state folder, so one lock."""
+    env = {k: v for k, v in os.environ.items() if k not in config.ENV_OVERRIDES}
+    return {**env, "CI": "true", **(extra or {})}
 
 
 @dataclass
@@ -57,7 +67,7 @@ class Workspace:
         proc = subprocess.run(
             [sys.executable, "-m", "factory", "--config", str(self.root / "factory.yaml"), *args],
             cwd=self.root, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "CI": "true", **(env or {})},
+            env=factory_environment(env),
         )
         return proc
 
