@@ -134,6 +134,7 @@ def publish_at_once(*workspaces, env: list[dict] | None = None) -> list[tuple[su
 
 
 def logs(results) -> list[str]:
+    """The end of each machine's log, for a failed assertion's message."""
     return [proc.stderr[-6000:] for proc, _ in results]
 
 
@@ -157,7 +158,7 @@ def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, s
         assert not [d for d in choreography.done if d.startswith("missed")], (choreography.done, logs(results))
 
         codes = sorted(proc.returncode for proc, _ in results)
-        assert codes == [0, 1], [proc.stderr[-3000:] for proc, _ in results]
+        assert codes == [0, 1], logs(results)
         (won, won_report), (lost, lost_report) = sorted(results, key=lambda r: r[0].returncode)
         lost_image = lost_report["images"][0]
         assert (lost_image["status"], lost_image["step"]) == ("failed", "tag")
@@ -191,7 +192,7 @@ def test_two_machines_publishing_the_same_commit_write_the_same_digest(tmp_path,
         env = [{}, {"FACTORY_REGISTRY": hosts[1], "FACTORY_STATE": str(tmp_path / "state1")}]
         assert yaml.safe_load((clone.root / "factory.yaml").read_text())["registry"] == hosts[0]  # env overrides it
         results = publish_at_once(first, clone, env=env)
-        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
+        assert not [d for d in choreography.done if d.startswith("missed")], (choreography.done, logs(results))
         for proc, _ in results:
             assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
         digests = {report["images"][0]["prod"]["index_digest"] for _, report in results}
@@ -223,8 +224,9 @@ def test_an_immutable_tag_overwritten_after_its_read_back_is_caught_by_the_last_
             assert w.factory("render").returncode == 0
             w.commit(f"machine {name}")
             machines.append(w)
-        (a, a_report), (b, b_report) = publish_at_once(*machines)
-        assert not [d for d in choreography.done if d.startswith("missed")], choreography.done
+        results = publish_at_once(*machines)
+        assert not [d for d in choreography.done if d.startswith("missed")], (choreography.done, logs(results))
+        (a, a_report), (b, b_report) = results
         assert b.returncode == 0, b.stderr[-3000:]
         assert a.returncode == 1, a.stdout + a.stderr[-3000:]
         a_image = a_report["images"][0]
