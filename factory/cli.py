@@ -12,10 +12,12 @@ from pathlib import Path
 
 import click
 
-from factory import __version__, config, log
-from factory.docker import Docker
-from factory.errors import FactoryError, ManifestError, Problem, UsageError
-from factory.tools import Runner
+from factory import __version__
+from factory.spec import config
+from factory.core import log
+from factory.adapters.docker import Docker
+from factory.core.errors import FactoryError, ManifestError, Problem, UsageError
+from factory.adapters.tools import Runner
 
 EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
 
@@ -39,7 +41,7 @@ class Context:
 
     def registry(self, host: str):
         """One client (one connection pool, one token cache) per registry host for this invocation."""
-        from factory import registry
+        from factory.oci import registry
 
         if host not in self._registries:
             retry = self.settings.registry_client
@@ -71,7 +73,7 @@ def cli(click_ctx: click.Context, config_path: Path | None, log_format: str, ver
 @pass_ctx
 def doctor(ctx: Context) -> None:
     """Check the toolchain and local services; exit 2 with what to do when something is missing."""
-    from factory import doctor as doctor_mod
+    from factory.ops import doctor as doctor_mod
 
     report = doctor_mod.run(ctx.settings, ctx.runner, ctx.docker)
     click.echo(report.render())
@@ -87,7 +89,7 @@ def seed(ctx: Context, names: tuple[str, ...]) -> None:
 
     For the demo and the integration tests: there is no Docker Hub here.
     """
-    from factory import seed as seed_mod
+    from factory.ops import seed as seed_mod
 
     seeder = seed_mod.Seeder(ctx.settings, ctx.runner, ctx.docker)
     seeded = seeder.seed(names or tuple(seed_mod.FIXTURES), ctx.settings.platforms)
@@ -101,7 +103,7 @@ def policy_cmd(fmt: str) -> None:
     """List the policy rules: id, severity, stage, and whether a manifest may waive it."""
     import json
 
-    from factory import policy
+    from factory.spec import policy
 
     if fmt == "json":
         click.echo(json.dumps(policy.rule_table_rows(), indent=2))
@@ -119,7 +121,9 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
 
     Prints every problem as `path:line: key.path: message`, then a summary; exits 1 on any error.
     """
-    from factory import certs, manifest, policy
+    from factory.spec import certs
+    from factory.spec import manifest
+    from factory.spec import policy
 
     settings = ctx.settings
     try:
@@ -140,7 +144,7 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
 
 
 def _echo_problems(problems) -> None:
-    from factory.manifest import shown_path
+    from factory.spec.manifest import shown_path
 
     for p in sorted(problems, key=lambda p: (shown_path(p.path), p.line or 0, p.key)):
         p = replace(p, path=shown_path(p.path))
@@ -173,7 +177,8 @@ def _github_annotation(p: Problem) -> str:
 def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
             scan_report: Path | None, only_platform: str | None, push_by_digest_only: bool) -> None:
     """Build, test, gate, push by digest, sign, attest and tag the named images."""
-    from factory import pipeline, platforms
+    from factory.publish import pipeline
+    from factory.core import platforms
 
     if not names and not all_:
         raise UsageError("name the images to publish, or pass --all")
@@ -197,7 +202,8 @@ def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path 
 @pass_ctx
 def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path | None) -> None:
     """Fan-out's last step: one index from the per-platform digests, then sign, attest and tag."""
-    from factory import pipeline, platforms
+    from factory.publish import pipeline
+    from factory.core import platforms
 
     parsed = {}
     for item in digests:
@@ -228,8 +234,10 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int
     Informational: exits 0 whatever it finds."""
     import json
 
-    from factory import gitinfo, manifest, render
-    from factory import plan as plan_mod
+    from factory.adapters import gitinfo
+    from factory.spec import manifest
+    from factory.render import contexts as render
+    from factory.render import plan as plan_mod
 
     labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
     catalog = manifest.load_all(ctx.settings)
@@ -262,7 +270,7 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int
 @pass_ctx
 def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
     """drift --update --commit, render, plan, publish what changed (and everything built on it)."""
-    from factory import pipeline
+    from factory.publish import pipeline
 
     report = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
     click.echo("\n".join(report.notes))
@@ -277,8 +285,8 @@ def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path
 @pass_ctx
 def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: str) -> None:
     """Compare each upstream tag's current digest with the pinned one. Exit 3 when something drifted."""
-    from factory import drift as drift_mod
-    from factory import manifest
+    from factory.ops import drift as drift_mod
+    from factory.spec import manifest
 
     if commit_ and not update:
         raise UsageError("--commit needs --update")
@@ -298,8 +306,8 @@ def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: st
 @pass_ctx
 def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
     """Render build contexts into images/<name>/ (all manifests, or the NAMES given)."""
-    from factory import render as render_mod
-    from factory.manifest import load_all
+    from factory.render import contexts as render_mod
+    from factory.spec.manifest import load_all
 
     settings = ctx.settings
     catalog = render_mod.select(load_all(settings), names)
@@ -328,8 +336,9 @@ def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
 @pass_ctx
 def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None, issuer: str | None) -> None:
     """Verify a published image (tag or digest): signatures, SBOM per platform, conformance, provenance, labels."""
-    from factory import manifest, sign
-    from factory import verify as verify_mod
+    from factory.spec import manifest
+    from factory.trust import sign
+    from factory.trust import verify as verify_mod
 
     if bool(identity) != bool(issuer):
         raise UsageError("keyless verification needs both --certificate-identity and --certificate-oidc-issuer")
@@ -352,7 +361,7 @@ def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None
 @pass_ctx
 def keygen(ctx: Context) -> None:
     """Create the development cosign key pair under the state folder (once; never overwritten)."""
-    from factory import sign
+    from factory.trust import sign
 
     key, pub = sign.ensure_dev_key(ctx.settings, ctx.runner)
     click.echo(f"private key: {key}\npublic key:  {pub}")
@@ -368,7 +377,11 @@ def keygen(ctx: Context) -> None:
 @pass_ctx
 def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_platform: str) -> None:
     """Write the catalog for app teams from the registry: every image, version and changelog."""
-    from factory import catalog, manifest, platforms, sign, site
+    from factory.consume import catalog
+    from factory.spec import manifest
+    from factory.core import platforms
+    from factory.trust import sign
+    from factory.consume import site
 
     try:
         reference_platform = str(platforms.parse(reference_platform))
@@ -400,7 +413,9 @@ def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_
 @pass_ctx
 def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, public_key: Path | None) -> None:
     """Packages added, removed, upgraded from REF_A to REF_B (tags or digests), from their verified SBOMs."""
-    from factory import changelog, platforms, sign
+    from factory.consume import changelog
+    from factory.core import platforms
+    from factory.trust import sign
 
     try:
         platform = str(platforms.parse(platform))
@@ -418,8 +433,8 @@ def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, publ
 
 def _end_of_run(report, report_path: Path | None) -> None:
     """Write the report, print the summary, and fail (exit 1) when any image failed."""
-    from factory import pipeline
-    from factory.publish import PublishFailed
+    from factory.publish import pipeline
+    from factory.publish.publisher import PublishFailed
 
     if report_path:
         report_path.write_text(report.to_json())

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import structlog
 
-from factory import config
+from factory.spec import config
 
 
 class SubprocessInUnitTest(AssertionError):

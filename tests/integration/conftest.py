@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import config
-from factory.docker import Docker
-from factory.tools import Runner
+from factory.spec import config
+from factory.adapters.docker import Docker
+from factory.adapters.tools import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def docker(settings, runner) -> Docker:
 @pytest.fixture(scope="session")
 def seeded(settings, runner, docker):
     """The fast upstream fixtures (busybox, noshell) in the local registry, by name."""
-    from factory.seed import Seeder
+    from factory.ops.seed import Seeder
 
     return {s.name: s for s in Seeder(settings, runner, docker).seed(["busybox", "noshell"], settings.platforms)}
 
@@ -52,7 +52,7 @@ def seeded(settings, runner, docker):
 @pytest.fixture(scope="session")
 def seeded_debian(settings, runner, docker):
     """The Debian bookworm minbase upstream (slow the first time: mmdebstrap, arm64 under QEMU; cached after)."""
-    from factory.seed import Seeder
+    from factory.ops.seed import Seeder
 
     return Seeder(settings, runner, docker).seed(["debian"], settings.platforms)[0]
 

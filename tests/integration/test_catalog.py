@@ -21,7 +21,8 @@ import jsonschema
 import pytest
 import requests
 
-from factory import catalog, site
+from factory.consume import catalog
+from factory.consume import site
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.workspace import INDEX_ACCEPT, Workspace, manifest_on
 

@@ -10,7 +10,7 @@ import json
 import git
 import pytest
 
-from factory.registry import Registry
+from factory.oci.registry import Registry
 from tests.integration.test_publish import ws  # noqa: F401  (fixture)
 from tests.integration.workspace import manifest_on
 

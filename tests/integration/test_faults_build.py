@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import functools
 
-from factory import build, cli, pipeline, publish as publish_mod
+from factory import cli
+from factory.build import buildx as build
+from factory.publish import pipeline
+from factory.publish import publisher as publish_mod
 from tests.integration.test_publish import publish
 from tests.integration.test_publish import ws  # noqa: F401  (fixture)
 from tests.integration.workspace import manifest_on
@@ -66,7 +69,7 @@ def test_no_arm64_emulation_is_refused_before_building(ws, seeded, tmp_path, mon
 
 
 def ws_digest(ws, repository: str, reference: str) -> str:
-    from factory.registry import Registry
+    from factory.oci.registry import Registry
 
     with Registry(ws.registry, insecure=True) as r:
         return r.head_manifest(repository, reference).digest

@@ -74,7 +74,7 @@ def test_fixtures_are_multi_arch_and_runnable_on_both_platforms(settings, seeded
 
 
 def test_seeding_again_gives_the_same_digest(settings, runner, docker, seeded):
-    from factory.seed import Seeder
+    from factory.ops.seed import Seeder
 
     again = Seeder(settings, runner, docker).seed(["busybox"], settings.platforms)[0]
     assert again.digest == seeded["busybox"].digest

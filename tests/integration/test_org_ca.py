@@ -27,10 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from factory import config, gates, imagetest, manifest, render
-from factory.build import BuildRequest, BuiltImage, build
-from factory.model import Manifest
-from factory.registry import Registry
+from factory.spec import config
+from factory.build import gates
+from factory.build import imagetest
+from factory.spec import manifest
+from factory.render import contexts as render
+from factory.build.buildx import BuildRequest, BuiltImage, build
+from factory.core.model import Manifest
+from factory.oci.registry import Registry
 from tests.certgen import Issued, make_ca, make_server
 from tests.integration.workspace import Workspace, manifest_on
 

@@ -54,7 +54,7 @@ def test_debian_image_publishes_signed_attested_and_hardened(ws, seeded_debian, 
     for digest in platforms.values():
         out = cosign(runner, settings, "verify-attestation", "--type", "cyclonedx", ws.ref(digest))
         assert out.returncode == 0, out.stderr
-    from factory.attest import CONFORMANCE_PREDICATE_TYPE
+    from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
 
     for kind in (CONFORMANCE_PREDICATE_TYPE, "slsaprovenance1"):
         out = cosign(runner, settings, "verify-attestation", "--type", kind, ws.ref(index))
@@ -178,8 +178,9 @@ def test_existing_immutable_tag_is_kept_and_the_next_patch_is_used(ws, seeded, d
 def test_a_race_for_the_immutable_tag_fails_cleanly_without_moving_tags(ws, seeded, docker, tmp_path, monkeypatch):
     """Another publisher writes our version's immutable tag between our version choice and our tag
     write: we must not overwrite it, and must not move any floating tag."""
-    from factory import cli, pipeline
-    from factory.publish import Publisher
+    from factory import cli
+    from factory.publish import pipeline
+    from factory.publish.publisher import Publisher
 
     ws.add_manifest(manifest_on(seeded["busybox"], "race"))
     assert ws.factory("render").returncode == 0

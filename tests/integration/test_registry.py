@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from factory.docker import Docker
-from factory.ocilayout import OciLayout, sha256_digest
-from factory.registry import Registry, RegistryError, TagExists
-from factory.tools import Runner
+from factory.adapters.docker import Docker
+from factory.oci.layout import OciLayout, sha256_digest
+from factory.oci.registry import Registry, RegistryError, TagExists
+from factory.adapters.tools import Runner
 from tests.integration.registry_servers import own_registry
 
 REGISTRY = "127.0.0.1:5000"

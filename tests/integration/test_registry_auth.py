@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from factory.ocilayout import OCI_MANIFEST, sha256_digest
-from factory.registry import Credentials, Registry, RegistryAuthError, credentials_for
-from factory.tools import Runner
+from factory.oci.layout import OCI_MANIFEST, sha256_digest
+from factory.oci.registry import Credentials, Registry, RegistryAuthError, credentials_for
+from factory.adapters.tools import Runner
 from tests.integration.registry_servers import TokenServer, own_registry, serve, write_htpasswd
 
 USERS = {"alice": "correct horse"}

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import config, manifest, render
+from factory.spec import config
+from factory.spec import manifest
+from factory.render import contexts as render
 
 PLATFORM = "linux/amd64"
 

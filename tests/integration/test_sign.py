@@ -12,12 +12,12 @@ import uuid
 import pytest
 import requests
 
-from factory import attest
-from factory.errors import CommandError
-from factory.imagetest import CheckResult
-from factory.registry import Registry
-from factory.sign import Signer, VerificationFailed, ensure_dev_key
-from factory.verify import verify_image
+from factory.trust import attest
+from factory.core.errors import CommandError
+from factory.build.imagetest import CheckResult
+from factory.oci.registry import Registry
+from factory.trust.sign import Signer, VerificationFailed, ensure_dev_key
+from factory.trust.verify import verify_image
 
 ACCEPT = ", ".join(["application/vnd.oci.image.index.v1+json",
                     "application/vnd.docker.distribution.manifest.list.v2+json",

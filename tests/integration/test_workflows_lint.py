@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from factory.tools import Runner
+from factory.adapters.tools import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -15,7 +15,7 @@ import git
 import requests
 import yaml
 
-from factory import config
+from factory.spec import config
 
 INDEX_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
                 "application/vnd.docker.distribution.manifest.list.v2+json")

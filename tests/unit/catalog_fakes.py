@@ -10,10 +10,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from factory import config
-from factory.ocilayout import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
-from factory.sign import Signer, VerificationFailed
-from factory.tools import Runner
+from factory.spec import config
+from factory.oci.layout import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from factory.trust.sign import Signer, VerificationFailed
+from factory.adapters.tools import Runner
 
 OCI = "org.opencontainers.image."
 

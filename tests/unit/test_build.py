@@ -1,6 +1,7 @@
 import pytest
 
-from factory import build, platforms
+from factory.build import buildx as build
+from factory.core import platforms
 
 
 def binfmt(tmp_path, **handlers):

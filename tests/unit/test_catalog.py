@@ -11,9 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from factory import catalog, manifest, site
-from factory.catalog import Collector, eol_status, floating_tags_of, prefixes_in
-from factory.changelog import PackageVersion, VersionChange
+from factory.consume import catalog
+from factory.spec import manifest
+from factory.consume import site
+from factory.consume.catalog import Collector, eol_status, floating_tags_of, prefixes_in
+from factory.consume.changelog import PackageVersion, VersionChange
 from tests.unit.catalog_fakes import FakeRegistry, FakeSigner, bom, labels, settings
 
 TODAY = date(2026, 12, 1)
@@ -245,7 +247,7 @@ def test_every_model_field_is_in_the_schema():
     """The schema is the documented contract: no dataclass field may go undocumented."""
     import dataclasses
 
-    from factory import changelog
+    from factory.consume import changelog
 
     documented = {path.rsplit(".", 1)[-1].removesuffix("[]") for path, _, _ in site.schema_rows()}
     for cls in (catalog.SiteCatalog, catalog.ImageEntry, catalog.VersionEntry, catalog.PlatformEntry, catalog.Changes,
@@ -352,7 +354,7 @@ def test_pages_of_images_that_disappeared_are_removed(written, collected, world)
 
 
 def test_docs_field_table_is_current():
-    assert site.main(["--check"]) == 0, "docs/catalog.md is stale: run `python -m factory.site --docs`"
+    assert site.main(["--check"]) == 0, "docs/catalog.md is stale: run `python -m factory.consume.site --docs`"
     text = site.DOC_PATH.read_text()
     for path, _, _ in site.schema_rows():
         assert f"| `{path}` |" in text
@@ -395,7 +397,7 @@ def test_an_empty_registry_gives_an_empty_but_valid_site(world, tmp_path):
 
 
 def test_a_missing_public_key_is_refused_rather_than_showing_everything_unsigned(world):
-    from factory.errors import EnvironmentProblem
+    from factory.core.errors import EnvironmentProblem
 
     Path(world.signer.public_key).unlink()
     with pytest.raises(EnvironmentProblem, match="public key .* not found"):

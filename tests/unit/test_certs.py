@@ -1,4 +1,4 @@
-"""factory.certs: which CA files are accepted, what every rejection says, and what the renderer and the
+"""factory.spec.certs: which CA files are accepted, what every rejection says, and what the renderer and the
 image tests get from them. Certificates are made per test with cryptography (tests/certgen.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from factory import certs, cli, config, manifest, policy
-from factory.errors import ConfigError
-from factory.model import CaFile
+from factory import cli
+from factory.spec import certs
+from factory.spec import config
+from factory.spec import manifest
+from factory.spec import policy
+from factory.core.errors import ConfigError
+from factory.core.model import CaFile
 from tests.certgen import make_ca, make_server
 
 NOW = datetime.now(UTC)

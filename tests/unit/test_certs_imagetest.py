@@ -7,7 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from factory import imagetest
+from factory.build import imagetest
 from tests.certgen import make_ca
 
 PASSWD = b"root:x:0:0:root:/root:/sbin/nologin\napp:x:1001:1001::/nonexistent:/sbin/nologin\n"

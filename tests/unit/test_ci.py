@@ -1,5 +1,6 @@
-from factory import ci, pipeline
-from factory.publish import ImageResult, RunReport, VariantResult
+from factory.adapters import ci
+from factory.publish import pipeline
+from factory.publish.publisher import ImageResult, RunReport, VariantResult
 
 
 def test_nothing_printed_off_github(monkeypatch, capsys):

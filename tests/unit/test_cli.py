@@ -3,7 +3,7 @@ import json
 import pytest
 
 from factory import cli
-from factory.errors import CommandError, Problem
+from factory.core.errors import CommandError, Problem
 
 
 def run_cli(argv, capsys):
@@ -52,7 +52,7 @@ def test_command_error_keeps_stderr_tail_and_step():
 
 
 def test_json_logs_when_asked(capsys):
-    from factory import log
+    from factory.core import log
 
     log.configure("json")
     log.get("t").info("hello", image="x")
@@ -63,7 +63,7 @@ def test_json_logs_when_asked(capsys):
 def test_auto_format_is_json_off_a_terminal(monkeypatch):
     import io
 
-    from factory import log
+    from factory.core import log
 
     monkeypatch.delenv("CI", raising=False)
     assert log.resolve_format("auto", io.StringIO()) == "json"

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import config
-from factory.errors import ConfigError
-from factory.platforms import Platform
+from factory.spec import config
+from factory.core.errors import ConfigError
+from factory.core.platforms import Platform
 
 
 def write(tmp_path: Path, text: str) -> Path:

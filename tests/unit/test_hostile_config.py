@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, config
-from factory.errors import ConfigError
+from factory import cli
+from factory.spec import config
+from factory.core.errors import ConfigError
 
 CORPUS = Path(__file__).parent / "hostile_config"
 TIME_LIMIT = 1.0  # seconds per file, including the CLI's start; most take a few milliseconds

@@ -15,8 +15,10 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from factory import config, manifest, render
-from factory.errors import ConfigError, ManifestError
+from factory.spec import config
+from factory.spec import manifest
+from factory.render import contexts as render
+from factory.core.errors import ConfigError, ManifestError
 from tests.unit.test_manifest_property import GOOD, KEY_PATHS, _set, json_like, value, yaml_tokens
 
 GOOD_CONFIG = {

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from factory import lifecycle
+from factory.core import lifecycle
 
 
 @pytest.mark.parametrize(("distro", "release", "eol"), [

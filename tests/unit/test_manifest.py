@@ -1,4 +1,4 @@
-"""factory.manifest: a good manifest becomes the expected model; every check names file, line and key."""
+"""factory.spec.manifest: a good manifest becomes the expected model; every check names file, line and key."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import config, manifest
-from factory.errors import ManifestError
-from factory.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
-from factory.platforms import Platform
+from factory.spec import config
+from factory.spec import manifest
+from factory.core.errors import ManifestError
+from factory.core.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
+from factory.core.platforms import Platform
 
 DIGEST = "sha256:" + "c4" * 32
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, policy
-from factory.errors import Problem
+from factory import cli
+from factory.spec import policy
+from factory.core.errors import Problem
 
 DIGEST = "sha256:" + "c4" * 32
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import config, manifest
-from factory.errors import ManifestError
+from factory.spec import config
+from factory.spec import manifest
+from factory.core.errors import ManifestError
 
 HOSTILE = Path(__file__).parent / "hostile"
 TIME_LIMIT = 1.0  # seconds per file, on a slow CI machine; most take a millisecond

@@ -10,9 +10,10 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from factory import config, manifest
-from factory.errors import ManifestError
-from factory.model import Manifest
+from factory.spec import config
+from factory.spec import manifest
+from factory.core.errors import ManifestError
+from factory.core.model import Manifest
 
 GOOD = {
     "apiVersion": "factory/v1", "name": "good", "version": "1.2", "description": "A good image",

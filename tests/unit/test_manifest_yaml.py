@@ -1,4 +1,4 @@
-"""factory.yamlload: the safe YAML reader under factory.manifest."""
+"""factory.spec.yamlload: the safe YAML reader under factory.manifest."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from factory import yamlload
+from factory.spec import yamlload
 
 
 def load(text: str | bytes):

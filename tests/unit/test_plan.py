@@ -1,5 +1,5 @@
-from factory import plan
-from factory.render import digest_files
+from factory.render import plan
+from factory.render.contexts import digest_files
 
 
 def write(folder, files):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 import pytest
 
-from factory import config, manifest, plan, render
-from factory.errors import UsageError
-from factory.gitinfo import Revision
-from factory.ocilayout import Descriptor
+from factory.spec import config
+from factory.spec import manifest
+from factory.render import plan
+from factory.render import contexts as render
+from factory.core.errors import UsageError
+from factory.adapters.gitinfo import Revision
+from factory.oci.layout import Descriptor
 
 UP1 = "sha256:" + "1" * 64
 UP2 = "sha256:" + "2" * 64

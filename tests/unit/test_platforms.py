@@ -1,7 +1,7 @@
 import pytest
 
-from factory import platforms
-from factory.platforms import Platform
+from factory.core import platforms
+from factory.core.platforms import Platform
 
 
 @pytest.mark.parametrize(

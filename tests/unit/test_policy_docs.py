@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, lifecycle, policy
+from factory import cli
+from factory.core import lifecycle
+from factory.spec import policy
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from factory.registry import (
+from factory.oci.registry import (
     Credentials,
     Ref,
     Registry,

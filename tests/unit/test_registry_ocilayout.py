@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.ocilayout import (
+from factory.oci.layout import (
     OCI_INDEX,
     OCI_MANIFEST,
     LayoutError,

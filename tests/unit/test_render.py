@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, config, platforms, render
-from factory.errors import ConfigError, ManifestError, UsageError
-from factory.model import CaFile, Manifest, Upstream, User, Variant
+from factory import cli
+from factory.spec import config
+from factory.core import platforms
+from factory.render import contexts as render
+from factory.core.errors import ConfigError, ManifestError, UsageError
+from factory.core.model import CaFile, Manifest, Upstream, User, Variant
 
 GOLDEN = Path(__file__).parent / "golden"
 TEST_CERTS = Path(__file__).parents[1] / "data" / "certs"  # fixed CA certificates (tests/data/README.md)

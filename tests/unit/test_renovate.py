@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.versioning import Version, floating_tags, immutable_tag, tag_prefix
+from factory.core.versioning import Version, floating_tags, immutable_tag, tag_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = json.loads((ROOT / "renovate" / "base-images.json").read_text())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import EnvironmentProblem
-from factory.ocilayout import OCI_MANIFEST, Descriptor
-from factory.sbom import (
+from factory.core.errors import EnvironmentProblem
+from factory.oci.layout import OCI_MANIFEST, Descriptor
+from factory.build.sbom import (
     LicenseFinding,
     Package,
     SbomError,
@@ -323,7 +323,7 @@ def write_layout(root: Path) -> dict[str, str]:
 
 
 def test_platform_view_holds_only_that_platform(tmp_path):
-    from factory.sbom import platform_view
+    from factory.build.sbom import platform_view
 
     digests = write_layout(tmp_path / "layout")
     with platform_view(tmp_path / "layout", "linux/aarch64") as view:
@@ -337,8 +337,8 @@ def test_platform_view_holds_only_that_platform(tmp_path):
 
 
 def test_platform_view_of_a_missing_platform_names_the_ones_there(tmp_path):
-    from factory.ocilayout import LayoutError
-    from factory.sbom import platform_view
+    from factory.oci.layout import LayoutError
+    from factory.build.sbom import platform_view
 
     write_layout(tmp_path / "layout")
     with pytest.raises(LayoutError, match="no image for platform linux/s390x.*linux/amd64, linux/arm64"):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import UsageError
-from factory.scan import (
+from factory.core.errors import UsageError
+from factory.build.scan import (
     DB_UNAVAILABLE,
     IGNORE_SCHEMA,
     Ignore,

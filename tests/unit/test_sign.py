@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from factory import config
-from factory.errors import ConfigError, EnvironmentProblem, UsageError
-from factory.sign import KeylessIdentity, Signer, ensure_dev_key, is_key_uri
-from factory.tools import Runner
+from factory.spec import config
+from factory.core.errors import ConfigError, EnvironmentProblem, UsageError
+from factory.trust.sign import KeylessIdentity, Signer, ensure_dev_key, is_key_uri
+from factory.adapters.tools import Runner
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -179,7 +179,7 @@ def test_a_transient_registry_error_in_cosign_is_tried_again(tmp_path):
 
 
 def test_cosign_retries_are_bounded_and_say_the_registry_kept_failing(tmp_path):
-    from factory.errors import CommandError
+    from factory.core.errors import CommandError
 
     runner = ScriptedRunner(*[(1, "dial tcp 10.0.0.1:443: connect: connection refused")] * 3)
     with pytest.raises(CommandError) as failed:
@@ -191,7 +191,7 @@ def test_cosign_retries_are_bounded_and_say_the_registry_kept_failing(tmp_path):
 @pytest.mark.parametrize("answer", [(1, "Error: decrypt: encrypted: decryption failed"), (-11, "SIGSEGV 503")],
                          ids=["wrong-password", "crash"])
 def test_a_key_problem_or_a_crash_is_not_tried_again(tmp_path, answer):
-    from factory.errors import CommandError
+    from factory.core.errors import CommandError
 
     runner = ScriptedRunner(answer)
     with pytest.raises(CommandError):

@@ -1,7 +1,7 @@
 import pytest
 
-from factory.errors import EnvironmentProblem
-from factory.tools import Runner
+from factory.core.errors import EnvironmentProblem
+from factory.adapters.tools import Runner
 
 
 def test_missing_tool_is_one_clear_error(tmp_path):
@@ -45,7 +45,7 @@ def test_unit_tests_cannot_start_processes(tmp_path):
 
 
 def test_a_crashed_tool_is_named_by_its_signal():
-    from factory.errors import CommandError
+    from factory.core.errors import CommandError
 
     crashed = CommandError(["cosign", "sign", "--key", "k"], -11, "unexpected fault address", step="sign")
     assert "`cosign sign --key ...` was killed by SIGSEGV" in str(crashed)

@@ -1,6 +1,6 @@
 import pytest
 
-from factory.versioning import (
+from factory.core.versioning import (
     Version, floating_tags, floating_tags_to_move, immutable_tag, latest, next_version, tag_prefix, versions_in,
 )
 

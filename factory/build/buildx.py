@@ -1,0 +1,139 @@
+"""Build one rendered context for every platform, into an OCI layout. Nothing reaches a registry here.
+
+One multi-platform ``buildx build`` with the OCI exporter and ``rewrite-timestamp``, with
+SOURCE_DATE_EPOCH from the git commit time: unchanged inputs give the same index digest.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from factory.core import log
+from factory.core import platforms
+from factory.core import progress
+from factory.adapters.docker import Docker
+from factory.core.errors import CommandError
+from factory.oci.layout import OciLayout
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    name: str  # what is being built, e.g. "python-3.11-slim" or "python-3.11-slim-debug"
+    dockerfile: Path  # inside the rendered context; its folder is the build context
+    platforms: tuple[str, ...]
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    source_date_epoch: int = 0
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    archive: Path
+    layout: OciLayout
+    seconds: float
+
+    @property
+    def index_digest(self) -> str:
+        return self.layout.index.digest
+
+    @property
+    def platform_digests(self) -> dict[str, str]:
+        return self.layout.manifests
+
+
+def created_timestamp(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def unbuildable_platforms(wanted: Sequence[str], *, binfmt_dir: Path = BINFMT_DIR) -> list[str]:
+    """Platforms the local engine cannot run RUN steps for: not the host's, and no QEMU handler
+    enabled in binfmt_misc. Checked before building, so the error says so instead of `exec format error`."""
+    host = platforms.host()
+    missing = []
+    for text in wanted:
+        p = platforms.parse(text)
+        if p.arch == host.arch:
+            continue
+        handler = binfmt_dir / f"qemu-{p.qemu_name}"
+        try:
+            enabled = handler.read_text().splitlines()[0] == "enabled"
+        except (OSError, IndexError):
+            enabled = False
+        if not enabled:
+            missing.append(str(p))
+    return missing
+
+
+class BuildFailed(CommandError):
+    """buildx failed. ``platforms``: those BuildKit reports a failed step for, read from its output
+    for the message only (nothing decides on them); empty when the output names none."""
+
+    def __init__(self, error: CommandError, platforms: list[str]) -> None:
+        super().__init__(error.argv, error.returncode, error.stderr, step=error.step)
+        self.platforms = platforms
+
+
+# BuildKit's plain progress: "#7 [linux/arm64 2/2] RUN ...", later "#7 ERROR: process ... exit code: 100";
+# and in the closing summary " > [linux/arm64 2/2] RUN ...:". A one-platform build has no platform there.
+_STEP_LINE = re.compile(r"^#(\d+) \[(\S+) ")
+_ERROR_LINE = re.compile(r"^#(\d+) ERROR[: ]")
+_SUMMARY_LINE = re.compile(r"^\s*> \[(\S+) ")
+
+
+def failed_platforms(output: str) -> list[str]:
+    """The platforms whose build steps failed, in BuildKit's plain progress output (sorted, unique)."""
+    step_platform: dict[str, str] = {}
+    failed: set[str] = set()
+    for line in output.splitlines():
+        if m := _STEP_LINE.match(line):
+            step_platform.setdefault(m[1], m[2])
+        elif m := _ERROR_LINE.match(line):
+            failed.add(step_platform.get(m[1], ""))
+        elif m := _SUMMARY_LINE.match(line):
+            failed.add(m[1])
+    return sorted({str(p) for p in map(_platform_or_none, failed) if p})
+
+
+def _platform_or_none(text: str) -> platforms.Platform | None:
+    try:  # "2/2" (a one-platform build's step counter) or "internal" is no platform
+        return platforms.parse(text)
+    except ValueError:
+        return None
+
+
+def build(docker: Docker, req: BuildRequest, workdir: Path) -> BuiltImage:
+    workdir.mkdir(parents=True, exist_ok=True)
+    archive = workdir / f"{req.name}.oci.tar"
+    start = time.monotonic()
+    with progress.live(f"building {req.name} for {', '.join(req.platforms)}") as update:
+        try:
+            docker.build(
+                req.dockerfile.parent,
+                file=req.dockerfile,
+                platforms=req.platforms,
+                output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
+                build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
+                cache=req.cache,
+                step="build",
+                on_line=update,
+            )
+        except CommandError as e:
+            raise BuildFailed(e, failed_platforms(e.stderr)) from None
+    layout = OciLayout.from_archive(archive, workdir / f"{req.name}.oci")
+    seconds = time.monotonic() - start
+    log.get("build").info("built", image=req.name, index=layout.index.digest, platforms=list(layout.platforms),
+                          seconds=round(seconds, 1))
+    return BuiltImage(req.name, archive, layout, seconds)
+
+
+def missing_platforms(built: BuiltImage, wanted: Sequence[str]) -> list[str]:
+    return [p for p in wanted if p not in built.layout.platforms]

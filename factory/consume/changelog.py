@@ -1,0 +1,219 @@
+"""What changed between two published images, package by package, from their SBOM attestations.
+
+The SBOMs are read only through ``Signer.verify_attestation``: an attestation whose signature does
+not verify is never read. Packages are compared by the key ``factory.sbom.packages`` gives them
+(the package name, or ``type/name`` where two ecosystems share a name). A version that differs is
+an upgrade or a downgrade by the dpkg ordering rules (``compare_versions``), which also order the
+apk, PyPI and npm versions a base image carries well enough to say which way a change went.
+
+Used by `factory diff REF_A REF_B` and by the catalog's per-version changelog.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.build import sbom
+from factory.core.errors import FactoryError
+from factory.oci.layout import INDEX_TYPES, platform_string
+from factory.oci.registry import Ref, Registry
+
+DEFAULT_PLATFORM = "linux/amd64"
+CYCLONEDX = "cyclonedx"  # cosign's --type for CycloneDX SBOM attestations
+
+
+class ImageNotFound(FactoryError):
+    """A reference names no image, or the image has no such platform."""
+
+
+@dataclass(frozen=True)
+class PackageVersion:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    name: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class PackageDiff:
+    added: tuple[PackageVersion, ...] = ()
+    removed: tuple[PackageVersion, ...] = ()
+    upgraded: tuple[VersionChange, ...] = ()
+    downgraded: tuple[VersionChange, ...] = ()
+    unchanged: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.upgraded or self.downgraded)
+
+    def summary(self) -> str:
+        """"1 added, 0 removed, 3 upgraded, 120 unchanged" (downgrades named only when there are some)."""
+        parts = [f"{len(self.added)} added", f"{len(self.removed)} removed", f"{len(self.upgraded)} upgraded"]
+        if self.downgraded:
+            parts.append(f"{len(self.downgraded)} downgraded")
+        return ", ".join(parts) + f", {self.unchanged} unchanged"
+
+
+def diff_packages(old: Mapping[str, sbom.Package], new: Mapping[str, sbom.Package]) -> PackageDiff:
+    """The difference between two package sets keyed as ``factory.sbom.packages`` keys them."""
+    added = tuple(PackageVersion(k, new[k].version) for k in sorted(new.keys() - old.keys()))
+    removed = tuple(PackageVersion(k, old[k].version) for k in sorted(old.keys() - new.keys()))
+    upgraded, downgraded, unchanged = [], [], 0
+    for key in sorted(old.keys() & new.keys()):
+        before, after = old[key].version, new[key].version
+        order = compare_versions(before, after)
+        if order == 0:
+            unchanged += 1
+        elif order < 0:
+            upgraded.append(VersionChange(key, before, after))
+        else:
+            downgraded.append(VersionChange(key, before, after))
+    return PackageDiff(added, removed, tuple(upgraded), tuple(downgraded), unchanged)
+
+
+def diff_sboms(old: Mapping[str, Any], new: Mapping[str, Any]) -> PackageDiff:
+    """The package difference between two CycloneDX documents."""
+    return diff_packages(sbom.packages(old), sbom.packages(new))
+
+
+# --- version order (dpkg's algorithm: epoch, upstream version, revision) -------------------------
+
+_EPOCH_RE = re.compile(r"^(\d+):(.*)$")
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1 as ``a`` sorts before, equal to or after ``b`` (Debian policy 5.6.12).
+    Identical strings are equal; a version with no epoch has epoch 0."""
+    if a == b:
+        return 0
+    (epoch_a, upstream_a, rev_a), (epoch_b, upstream_b, rev_b) = _split(a), _split(b)
+    if epoch_a != epoch_b:
+        return -1 if epoch_a < epoch_b else 1
+    return _compare_part(upstream_a, upstream_b) or _compare_part(rev_a, rev_b)
+
+
+def _split(version: str) -> tuple[int, str, str]:
+    epoch, rest = 0, version
+    m = _EPOCH_RE.match(version)
+    if m:
+        epoch, rest = int(m[1]), m[2]
+    upstream, sep, revision = rest.rpartition("-")
+    return (epoch, upstream, revision) if sep else (epoch, rest, "")
+
+
+def _order(char: str) -> int:
+    # '~' sorts before everything, even the end of the string; letters before other characters.
+    if char == "~":
+        return -1
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    """Alternate runs of non-digits (compared char by char with ``_order``) and digits (as numbers)."""
+    while a or b:
+        text_a, a = _leading(a, digits=False)
+        text_b, b = _leading(b, digits=False)
+        # Pad with "" so that the end of the string sorts after '~' and before anything else.
+        for ca, cb in zip(text_a.ljust(len(text_b), "\0"), text_b.ljust(len(text_a), "\0")):
+            oa, ob = (0 if ca == "\0" else _order(ca)), (0 if cb == "\0" else _order(cb))
+            if oa != ob:
+                return -1 if oa < ob else 1
+        num_a, a = _leading(a, digits=True)
+        num_b, b = _leading(b, digits=True)
+        if int(num_a or 0) != int(num_b or 0):
+            return -1 if int(num_a or 0) < int(num_b or 0) else 1
+    return 0
+
+
+def _leading(text: str, *, digits: bool) -> tuple[str, str]:
+    i = 0
+    while i < len(text) and text[i].isdigit() == digits:
+        i += 1
+    return text[:i], text[i:]
+
+
+# --- published images -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformSbom:
+    """One platform image of a published reference and its verified CycloneDX SBOM."""
+
+    ref: str  # what the user asked for
+    index_digest: str
+    platform: str
+    digest: str  # the platform manifest's digest: what the SBOM attestation is on
+    sbom: Mapping[str, Any]
+
+
+def platform_digests(registry: Registry, repository: str, reference: str) -> tuple[str, dict[str, str]]:
+    """(digest of ``reference``, platform -> manifest digest). A single-platform image maps its own
+    platform (read from its config) to its own digest."""
+    raw, media_type, digest = registry.get_manifest(repository, reference)
+    doc = json.loads(raw)
+    if media_type in INDEX_TYPES or "manifests" in doc:
+        return digest, {platform_string(d["platform"]): d["digest"] for d in doc.get("manifests", [])
+                        if d.get("platform") and d["platform"].get("os") != "unknown"}
+    config = json.loads(registry.get_blob(repository, doc["config"]["digest"]))
+    return digest, {platform_string(config): digest}
+
+
+def verified_sbom(signer, ref: str, public_key: Path | None = None) -> Mapping[str, Any]:
+    """The CycloneDX document of the newest verified SBOM attestation on ``ref`` (by digest).
+    Raises ``VerificationFailed`` when none verifies."""
+    statements = signer.verify_attestation(ref, CYCLONEDX, public_key=public_key)
+    return statements[-1].get("predicate") or {}
+
+
+def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], Registry], signer, *,
+                   public_key: Path | None = None) -> PlatformSbom:
+    """Resolve a tag or digest to ``platform``'s image and read its verified SBOM attestation."""
+    ref = Ref.parse(ref_text)
+    registry = registry_for(ref.registry)
+    if registry.head_manifest(ref.repository, ref.reference) is None:
+        raise ImageNotFound(f"{ref_text}: not found in {ref.registry}")
+    index_digest, platforms = platform_digests(registry, ref.repository, ref.reference)
+    if platform not in platforms:
+        raise ImageNotFound(f"{ref_text} has no {platform} image",
+                            hint=f"its platforms: {', '.join(sorted(platforms)) or 'none'}; pass --platform")
+    digest = platforms[platform]
+    document = verified_sbom(signer, f"{ref.registry}/{ref.repository}@{digest}", public_key)
+    return PlatformSbom(ref_text, index_digest, platform, digest, document)
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def as_json(diff: PackageDiff, old: PlatformSbom | None = None, new: PlatformSbom | None = None) -> str:
+    doc: dict[str, Any] = {}
+    for side, image in (("old", old), ("new", new)):
+        if image:
+            doc[side] = {"ref": image.ref, "index_digest": image.index_digest, "platform": image.platform,
+                         "digest": image.digest}
+    doc.update(asdict(diff))
+    return json.dumps(doc, indent=2)
+
+
+def table(diff: PackageDiff) -> str:
+    """One line per changed package (by name), then the summary."""
+    rows = [("+", p.name, p.version) for p in diff.added]
+    rows += [("-", p.name, p.version) for p in diff.removed]
+    rows += [("^", c.name, f"{c.old} -> {c.new}") for c in diff.upgraded]
+    rows += [("v", c.name, f"{c.old} -> {c.new}") for c in diff.downgraded]
+    if not rows:
+        return f"no package changes ({diff.unchanged} packages unchanged)"
+    width = max(len(name) for _, name, _ in rows)
+    lines = [f"{mark} {name:{width}}  {versions}" for mark, name, versions in sorted(rows, key=lambda r: r[1])]
+    return "\n".join(lines) + f"\n{diff.summary()}  (+ added, - removed, ^ upgraded, v downgraded)"

@@ -1,0 +1,126 @@
+"""Upstream drift: does each upstream tag still point at the digest its manifest pins?
+
+A look-up is one HEAD per upstream (the registry client reuses one connection pool and token cache
+per registry). ``--update`` rewrites only the digest on the manifest's ``upstream.digest`` line,
+keeping comments and formatting; ``--commit`` makes one commit per manifest with GitPython.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from factory.adapters import gitinfo
+from factory.core.errors import EnvironmentProblem, FactoryError, UsageError
+from factory.core.model import Manifest
+
+EXIT_DRIFT = 3
+LOOKUP_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    path: str
+    image: str
+    tag: str
+    pinned: str
+    current: str | None  # None: the tag no longer exists
+    error: str = ""
+
+    @property
+    def drifted(self) -> bool:
+        return not self.error and self.current != self.pinned
+
+
+class DriftFound(FactoryError):
+    exit_code = EXIT_DRIFT
+
+
+def check(manifests: Sequence[Manifest], registry_for: Callable) -> list[Drift]:
+    """One HEAD per upstream, a bounded number at a time; parent-based manifests have no upstream."""
+    with_upstream = [m for m in manifests if m.upstream and m.upstream.tag]
+    with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
+        return list(pool.map(lambda m: _check_one(m, registry_for), with_upstream))
+
+
+def _check_one(m: Manifest, registry_for: Callable) -> Drift:
+    up = m.upstream
+    try:
+        found = registry_for(up.registry).head_manifest(up.repository, up.tag)
+    except FactoryError as e:
+        return Drift(m.name, str(m.path), up.image, up.tag, up.digest or "", None, error=e.message)
+    return Drift(m.name, str(m.path), up.image, up.tag, up.digest or "", found.digest if found else None)
+
+
+@dataclass(frozen=True)
+class DriftRun:
+    drifts: list[Drift]
+    updated: list[Drift]  # manifests rewritten (and committed, when asked)
+    commits: list[str]
+
+    @property
+    def drifted(self) -> list[Drift]:
+        return [d for d in self.drifts if d.drifted]
+
+
+def run(catalog, registry_for: Callable, *, update: bool = False, commit: bool = False,
+        branch: str | None = None, repo_root: Path | None = None) -> DriftRun:
+    """Look every upstream up; with ``update`` rewrite drifted digests; with ``commit`` one commit each.
+    Raises when an upstream could not be looked up: a nightly must not mistake "unreachable" for "unchanged"."""
+    drifts = check(catalog.ordered(), registry_for)
+    errors = [d for d in drifts if d.error]
+    if errors:
+        raise EnvironmentProblem(f"{len(errors)} upstream(s) could not be looked up: "
+                                 + ", ".join(f"{d.name} ({d.error})" for d in errors))
+    updatable = [d for d in drifts if d.drifted and d.current]  # a vanished tag has nothing to pin to
+    commits: list[str] = []
+    if update:
+        for d in updatable:
+            update_manifest(catalog[d.name], d.current)
+        if commit and updatable:
+            commits = commit_updates(repo_root, updatable, branch)
+    return DriftRun(drifts, updatable if update else [], commits)
+
+
+def update_manifest(m: Manifest, new_digest: str) -> None:
+    """Replace the pinned digest on its own line, and nothing else in the file."""
+    line_no = m.line_of("upstream.digest")
+    lines = m.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if not line_no or m.upstream.digest not in lines[line_no - 1]:
+        raise UsageError(f"{m.path}: cannot find upstream.digest {m.upstream.digest} on line {line_no}",
+                         hint="write the digest on the same line as its key: `digest: sha256:...`")
+    lines[line_no - 1] = lines[line_no - 1].replace(m.upstream.digest, new_digest)
+    m.path.write_text("".join(lines), encoding="utf-8")
+
+
+def commit_message(d: Drift) -> str:
+    return f"{d.name}: bump upstream {d.tag} {_short(d.pinned)} -> {_short(d.current or '')}"
+
+
+def commit_updates(repo_root: Path, drifts: Sequence[Drift], branch: str | None) -> list[str]:
+    """One commit per updated manifest, on ``branch`` (created from HEAD when missing)."""
+    if branch:
+        gitinfo.checkout_branch(repo_root, branch)
+    shas = [gitinfo.commit(repo_root, [Path(d.path)], commit_message(d)) for d in drifts]
+    return [s for s in shas if s]
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+def table(drifts: Sequence[Drift]) -> str:
+    rows = [("image", "upstream", "pinned", "current", "state")]
+    for d in drifts:
+        state = "error: " + d.error if d.error else ("DRIFTED" if d.drifted else "ok")
+        rows.append((d.name, f"{d.image}:{d.tag}", _short(d.pinned), _short(d.current or "") or "(gone)", state))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def as_json(drifts: Sequence[Drift]) -> str:
+    return json.dumps([asdict(d) | {"drifted": d.drifted} for d in drifts], indent=2)

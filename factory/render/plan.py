@@ -1,0 +1,272 @@
+"""Plan: pure functions from validated manifests and rendered contexts to what must be built.
+
+The input fingerprint is a stable hash of everything that determines an image: its rendered
+context, the base it is built on (upstream or parent index digest), its platforms and the
+renderer's version. It is stored on every published image as the label ``FINGERPRINT_LABEL``
+(``io.github.base-image-factory.fingerprint``); a publish whose fingerprint equals the current
+version's writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from factory.core import platforms
+from factory.core import versioning
+from factory.build.buildx import created_timestamp
+from factory.core.errors import UsageError
+from factory.adapters.gitinfo import Revision
+from factory.render.contexts import DEBUG, FINGERPRINT_LABEL, PROD, RENDER_VERSION, digest_files
+
+FINGERPRINT_VERSION = 1  # bump when what goes into the fingerprint changes
+LOOKUP_CONCURRENCY = 8
+
+
+def read_context(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, by path relative to it (posix separators)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def context_digest(image_dir: Path, variant: str = PROD) -> str:
+    """The committed context's digest, as the renderer computes it for ``RenderedImage``: the prod
+    context is every file outside debug/, the debug context the files under debug/."""
+    if variant == PROD:
+        files = {p: c for p, c in read_context(image_dir).items() if not p.startswith(f"{DEBUG}/")}
+    else:
+        files = read_context(image_dir / variant)
+    return digest_files(files)
+
+
+def fingerprint(*, context_digest: str, base_digest: str, platforms: Sequence[str], variant: str = PROD) -> str:
+    doc = {
+        "v": FINGERPRINT_VERSION,
+        "context": context_digest,
+        "base": base_digest,
+        "platforms": sorted(platforms),
+        "render": RENDER_VERSION,
+        "variant": variant,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+# --- what must be built -----------------------------------------------------------------------
+
+NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED = (
+    "new", "upstream changed", "parent changed", "manifest changed", "forced")
+BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    name: str
+    build: bool
+    reasons: tuple[str, ...]
+    fingerprint: str | None  # None when it depends on a parent that is itself being rebuilt
+    current_version: str | None
+    current_digest: str | None
+    next_version: str  # what a publish would write now
+    base: str  # upstream pinned ref, or the parent's name
+    base_digest: str | None  # what it would be built on now; None while its parent is being rebuilt
+    platforms: tuple[str, ...]
+    depends_on: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    images: tuple[PlannedImage, ...]  # dependency order: parents first
+
+    def to_build(self) -> list[PlannedImage]:
+        return [i for i in self.images if i.build]
+
+
+@dataclass(frozen=True)
+class _Published:
+    """What the registry says about one image: its current version (if any) and its parent's index."""
+
+    version: versioning.Version | None
+    digest: str | None
+    fingerprint: str | None
+    base_digest: str | None
+    parent_digest: str | None  # the parent's `<parent>-v<major>.<minor>` index, as publish resolves it
+
+
+def make_plan(catalog, settings, registry_for: Callable, names: Sequence[str] = (), *, force: bool = False) -> Plan:
+    """For each manifest (or the named ones and all their descendants): its fingerprint against the label
+    on its current published version. Reads one tag list, then per image a HEAD of its current version,
+    its index, one platform manifest and that manifest's config (the labels) and, for a child, a HEAD of
+    its parent's tag -- a bounded number at a time over the target registry's one client. Nothing is
+    built or pulled; upstream tags are `factory drift`'s job."""
+    target = registry_for(settings.registry)
+    tags = target.list_tags(settings.repository)
+    in_scope = _in_scope(catalog, names)
+    with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
+        looked_up = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m, catalog), in_scope))
+    planned: dict[str, PlannedImage] = {}
+    for m, published in zip(in_scope, looked_up):
+        parent = planned.get(m.parent) if m.parent else None
+        forced = force and (not names or m.name in names)
+        planned[m.name] = _plan_one(m, settings, published, parent, forced)
+    return Plan(tuple(planned.values()))
+
+
+def _in_scope(catalog, names: Sequence[str]) -> list:
+    """Every manifest, or the named ones and their descendants; parents first."""
+    if not names:
+        return catalog.ordered()
+    wanted = set(names) | {d.name for n in names for d in catalog.descendants(n)}
+    return [m for m in catalog.ordered() if m.name in wanted]
+
+
+def _look_up(target, repository: str, tags: Sequence[str], m, catalog) -> _Published:
+    parent_digest = None
+    if m.parent:
+        parent = catalog[m.parent]
+        found = target.head_manifest(repository, f"{parent.name}-v{parent.version}")
+        parent_digest = found.digest if found else None
+    current = versioning.latest(versioning.versions_in(tags, m.name), m.major, m.minor)
+    if current is None:
+        return _Published(None, None, None, None, parent_digest)
+    tag = versioning.immutable_tag(m.name, current)
+    found = target.head_manifest(repository, tag)
+    labels = target.labels(repository, tag) if found else {}
+    return _Published(current, found.digest if found else None, labels.get(FINGERPRINT_LABEL),
+                      labels.get(BASE_DIGEST_LABEL), parent_digest)
+
+
+def _plan_one(m, settings, published: _Published, parent: PlannedImage | None, forced: bool) -> PlannedImage:
+    platforms = tuple(str(p) for p in m.platforms)
+    if m.upstream:
+        base_digest = m.upstream.digest
+    elif parent is not None and parent.build:
+        base_digest = None  # known only once the parent is published
+    else:
+        base_digest = published.parent_digest  # None: the parent has no published version to build on
+    fp = None
+    if base_digest:
+        fp = fingerprint(context_digest=context_digest(settings.images_dir / m.name), base_digest=base_digest,
+                         platforms=platforms)
+    reasons = [FORCED] if forced else []
+    if published.version is None:
+        reasons.append(NEW)
+    elif fp is None:
+        reasons.append(PARENT_CHANGED)
+    elif fp != published.fingerprint:
+        if published.base_digest != base_digest:
+            reasons.append(UPSTREAM_CHANGED if m.upstream else PARENT_CHANGED)
+        else:
+            reasons.append(MANIFEST_CHANGED)
+    current = published.version
+    return PlannedImage(
+        name=m.name, build=bool(reasons), reasons=tuple(reasons), fingerprint=fp,
+        current_version=str(current) if current else None, current_digest=published.digest,
+        next_version=str(versioning.Version(m.major, m.minor, current.patch + 1 if current else 0)),
+        base=m.upstream.pinned_ref if m.upstream else m.parent, base_digest=base_digest,
+        platforms=platforms, depends_on=m.parent)
+
+
+# --- output formats ---------------------------------------------------------------------------
+
+def table(plan: Plan) -> str:
+    rows = [("image", "build", "reasons", "current", "fingerprint")]
+    for i in plan.images:
+        rows.append((i.name, "yes" if i.build else "no", ", ".join(i.reasons) or "up to date",
+                     i.current_version or "-", (i.fingerprint or "(after parent)").removeprefix("sha256:")[:12]))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    count = len(plan.to_build())
+    lines.append(f"{count} of {len(plan.images)} to build" if count else "nothing to build")
+    return "\n".join(lines)
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps([asdict(i) for i in plan.images], indent=2)
+
+
+# Native runners per platform, for fan-out (GitHub-hosted labels; `factory plan --runner P=LABEL` overrides).
+RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
+DEFAULT_RUNNER = "ubuntu-24.04"  # a platform without a native runner builds under QEMU
+
+
+def parse_runners(items: Sequence[str]) -> dict[str, str]:
+    """``PLATFORM=LABEL`` options into {normalised platform: runner label}."""
+    out = {}
+    for item in items:
+        platform, sep, label = item.partition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"--runner {item!r}: expected PLATFORM=LABEL, e.g. linux/arm64=ubuntu-24.04-arm")
+        try:
+            out[str(platforms.parse(platform))] = label.strip()
+        except ValueError as e:
+            raise UsageError(f"--runner {item!r}: {e}") from None
+    return out
+
+
+def levels(plan: Plan) -> dict[str, int]:
+    """Build level of each image to build: 0 when its parent is not being rebuilt, else parent's + 1.
+    A workflow fans out one level at a time and merges it before the next level builds on it."""
+    out: dict[str, int] = {}
+    for i in plan.to_build():
+        out[i.name] = out[i.depends_on] + 1 if i.depends_on in out else 0
+    return out
+
+
+def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS, *, level: int | None = None) -> dict:
+    """One entry per image x platform to build (optionally only one level), in dependency order."""
+    depth = levels(plan)
+    include = [{"image": i.name, "platform": p, "runner": runners.get(p, DEFAULT_RUNNER),
+                "platform_slug": p.replace("/", "-"), "depends_on": i.depends_on or "", "level": depth[i.name]}
+               for i in plan.to_build() for p in i.platforms if level is None or depth[i.name] == level]
+    return {"include": include}
+
+
+def bake(plan: Plan, settings, revision: Revision | None = None) -> dict:
+    """A `docker buildx bake` file (run from the repository root) for the images to build: contexts,
+    platforms, the build args and labels a publish passes, and the tags a publish would write. A child of
+    a parent built in the same bake gets the parent's target as its base (a named context); otherwise it
+    is built on the parent's published index digest. The factory's own publish does not use this file."""
+    names = {i.name: _bake_name(i.name) for i in plan.to_build()}
+    clashes = sorted(n for n, t in names.items() if list(names.values()).count(t) > 1)
+    if clashes:
+        raise UsageError(f"images {', '.join(clashes)} map to the same bake target name",
+                         hint="bake target names cannot hold dots; rename one of the manifests")
+    targets = {names[i.name]: _bake_target(i, settings, revision, names) for i in plan.to_build()}
+    return {"group": {"default": {"targets": list(targets)}}, "target": targets}
+
+
+def _bake_target(i: PlannedImage, settings, revision: Revision | None, in_bake: Mapping[str, str]) -> dict:
+    args = {"FACTORY_VERSION": i.next_version}
+    labels = {"org.opencontainers.image.version": i.next_version}
+    if i.fingerprint:  # a child of a parent built in the same bake has none yet
+        args["FACTORY_FINGERPRINT"] = labels[FINGERPRINT_LABEL] = i.fingerprint
+    if revision:
+        created = created_timestamp(revision.commit_time)
+        args |= {"FACTORY_REVISION": revision.sha, "FACTORY_CREATED": created,
+                 "SOURCE_DATE_EPOCH": str(revision.commit_time)}
+    target = {"context": os.path.relpath(settings.images_dir / i.name, settings.root), "dockerfile": "Dockerfile",
+              "platforms": list(i.platforms), "args": args, "labels": labels, "tags": _tags(i, settings)}
+    if i.depends_on in in_bake:
+        args["BASE_REF"] = "parent"
+        target["contexts"] = {"parent": f"target:{in_bake[i.depends_on]}"}
+    elif i.depends_on:
+        if not i.base_digest:
+            raise UsageError(f"{i.name}: its parent {i.depends_on} has no published version to build on",
+                             hint=f"publish {i.depends_on} first, or plan both: factory plan {i.depends_on} {i.name}")
+        args["BASE_REF"] = f"{settings.target}@{i.base_digest}"
+        args["BASE_DIGEST"] = labels[BASE_DIGEST_LABEL] = i.base_digest
+    return target
+
+
+def _tags(i: PlannedImage, settings) -> list[str]:
+    version = versioning.Version(*map(int, i.next_version.split(".")))
+    tags = [versioning.immutable_tag(i.name, version), *versioning.floating_tags(i.name, version)]
+    return [f"{settings.target}:{t}" for t in tags]
+
+
+def _bake_name(name: str) -> str:
+    return name.replace(".", "_")  # bake target names may not contain dots

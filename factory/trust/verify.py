@@ -1,0 +1,169 @@
+"""`factory verify REF`: what an app team checks before trusting a base image.
+
+For a tag or a digest: the cosign signature of the index and of each platform manifest, a
+CycloneDX SBOM attestation on every platform, the hardening-conformance attestation (that it says
+"passed" and covers exactly the platform manifests of this index), the SLSA provenance, and the
+base.digest label: against the manifest that built it when that manifest is at hand, and, when the
+base is another org image in the same repository (a parent, or the prod image of a debug variant),
+its signature.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
+from factory.core.errors import FactoryError
+from factory.core.model import Manifest
+from factory.oci.layout import platform_string
+from factory.oci.registry import Ref
+from factory.trust.sign import KeylessIdentity, Signer, VerificationFailed
+
+BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
+BASE_NAME_LABEL = "org.opencontainers.image.base.name"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    ref: str
+    index_digest: str = ""
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.findings) and all(f.ok for f in self.findings)
+
+    def render(self) -> str:
+        lines = [f"{self.ref} -> {self.index_digest}"]
+        lines += [f"{'ok' if f.ok else 'FAILED':6} {f.check:34} {f.detail}" for f in self.findings]
+        return "\n".join(lines)
+
+
+class NotVerified(FactoryError):
+    def __init__(self, report: VerifyReport) -> None:
+        failed = ", ".join(f.check for f in report.findings if not f.ok)
+        super().__init__(f"{report.ref}: not verified: {failed}")
+
+
+def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifests: Mapping[str, Manifest],
+                 *, public_key: Path | str | None = None, identity: KeylessIdentity | None = None) -> VerifyReport:
+    """Every check runs, so that the report names every failure, not just the first. A tag is
+    resolved to its digest once, and everything after works on that digest."""
+    ref = Ref.parse(ref_text)
+    registry = registry_for(ref.registry)
+    found = registry.head_manifest(ref.repository, ref.reference)
+    report = VerifyReport(ref_text)
+    if found is None:
+        report.findings.append(Finding("exists", False, "not found in the registry"))
+        return report
+    report.index_digest = found.digest
+    repo = f"{ref.registry}/{ref.repository}"
+    index_ref = f"{repo}@{found.digest}"
+    keys = {"public_key": public_key, "identity": identity}
+
+    def check(name: str, fn: Callable[[], str]) -> None:
+        try:
+            report.findings.append(Finding(name, True, fn()))
+        except VerificationFailed as e:
+            report.findings.append(Finding(name, False, e.message))
+
+    report.platforms = _platforms(registry, ref.repository, found)
+    check("signature (index)", lambda: _count(signer.verify(index_ref, **keys), "signature"))
+    for platform, digest in sorted(report.platforms.items()):
+        if digest != found.digest:  # a single-platform manifest is its own "index"
+            check(f"signature ({platform})",
+                  lambda d=digest: _count(signer.verify(f"{repo}@{d}", **keys), "signature"))
+        check(f"sbom attestation ({platform})",
+              lambda d=digest: _count(signer.verify_attestation(f"{repo}@{d}", "cyclonedx", **keys),
+                                      "CycloneDX SBOM"))
+    check("hardening conformance", lambda: _conformance(signer, index_ref, report.platforms, keys))
+    check("slsa provenance", lambda: _count(signer.verify_attestation(index_ref, "slsaprovenance1", **keys),
+                                            "SLSA v1 provenance"))
+    labels = registry.labels(ref.repository, found.digest)
+    report.findings.append(_base_label_finding(labels, manifests))
+    base_repo = labels.get(BASE_NAME_LABEL, "").partition("@")[0]
+    if report.findings[-1].ok and base_repo == repo:
+        base_ref = f"{repo}@{labels[BASE_DIGEST_LABEL]}"
+        check("base image signature", lambda: "the org base image " + _count(signer.verify(base_ref, **keys),
+                                                                               "signature"))
+    return report
+
+
+def _platforms(registry, repository: str, found) -> dict[str, str]:
+    """platform -> manifest digest: the index's images (BuildKit attestation entries skipped), or
+    the manifest itself when the reference names a single-platform image."""
+    raw, _, _ = registry.get_manifest(repository, found.digest)
+    doc = json.loads(raw)
+    if "manifests" in doc:
+        return {platform_string(m["platform"]): m["digest"] for m in doc["manifests"]
+                if m.get("platform", {}).get("os") not in (None, "unknown")}
+    config = registry.image_config(repository, found.digest)
+    return {platform_string(config): found.digest}
+
+
+def _count(items: list, what: str) -> str:
+    if not items:
+        raise VerificationFailed(f"no {what} verified")
+    return f"{len(items)} {what}(s) verified"
+
+
+def _conformance(signer: Signer, index_ref: str, platforms: Mapping[str, str], keys: Mapping) -> str:
+    """One verified conformance statement must say passed, for exactly the platform manifests of
+    this index: checks that ran on other images prove nothing about these."""
+    statements = signer.verify_attestation(index_ref, CONFORMANCE_PREDICATE_TYPE, **keys)
+    problems = []
+    for statement in statements:
+        predicate = statement.get("predicate") or {}
+        tested = {p: (r or {}).get("digest") for p, r in (predicate.get("platforms") or {}).items()}
+        if tested != dict(platforms):
+            problems.append(f"it covers {_describe(tested)}, the index has {_describe(platforms)}")
+        elif not predicate.get("passed") or not all(r.get("passed") for r in predicate["platforms"].values()):
+            failed = sorted(c.get("name", "?") for r in predicate["platforms"].values()
+                            for c in r.get("checks", []) if not c.get("passed"))
+            problems.append(f"it does not say passed (failed: {', '.join(failed) or 'none listed'})")
+        else:
+            checks = sum(len(r.get("checks", [])) for r in predicate["platforms"].values())
+            return f"passed: {checks} checks on {', '.join(sorted(tested))}"
+    raise VerificationFailed("the conformance attestation " + "; ".join(problems))
+
+
+def _describe(platforms: Mapping[str, str | None]) -> str:
+    return ", ".join(f"{p} {str(d)[:19]}" for p, d in sorted(platforms.items())) or "no platforms"
+
+
+def _base_label_finding(labels: Mapping[str, str], manifests: Mapping[str, Manifest]) -> Finding:
+    base = labels.get(BASE_DIGEST_LABEL, "")
+    if not base:
+        return Finding("base.digest label", False, "missing")
+    m = manifests.get(labels.get("org.opencontainers.image.title", ""))
+    if m is None or m.upstream is None:  # a parent's digest changes per publish: presence is what we can check
+        return Finding("base.digest label", True, base)
+    ok = base == m.upstream.digest
+    return Finding("base.digest label", ok, base + ("" if ok else f" (manifest pins {m.upstream.digest})"))
+
+
+def cosign_commands(report: VerifyReport, signer: Signer, public_key: Path | str | None = None,
+                    identity: KeylessIdentity | None = None) -> list[str]:
+    """The plain cosign commands that check the same (built by the same code that runs them)."""
+    parsed = Ref.parse(report.ref)
+    repo = f"{parsed.registry}/{parsed.repository}"
+    index_ref = f"{repo}@{report.index_digest}"
+    keys = {"public_key": public_key, "identity": identity}
+    argvs = [signer.verify_argv(index_ref, **keys),
+             signer.verify_attestation_argv(index_ref, CONFORMANCE_PREDICATE_TYPE, **keys),
+             signer.verify_attestation_argv(index_ref, "slsaprovenance1", **keys)]
+    argvs += [signer.verify_attestation_argv(f"{repo}@{d}", "cyclonedx", **keys)
+              for _, d in sorted(report.platforms.items())]
+    return [shlex.join(a for a in argv if a not in ("--output", "json")) for argv in argvs]
