@@ -30,16 +30,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.spec import config
-from factory.build import gates
-from factory.core import log
-from factory.spec import manifest
-from factory.render import contexts as render
-from factory.build.buildx import BuildRequest, BuiltImage, build
 from factory.adapters.docker import Docker
+from factory.adapters.tools import Runner
+from factory.build import gates
+from factory.build.buildx import BuildRequest, BuiltImage, build
+from factory.core import log
 from factory.oci.registry import Registry
 from factory.ops.seed import Seeder
-from factory.adapters.tools import Runner
+from factory.render import contexts as render
+from factory.spec import config, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ORG_CA = "certs/example-dev-org-root-ca.pem"

@@ -39,16 +39,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from factory.spec import config
-from factory.core import log
-from factory.spec import manifest
-from factory.render import plan
-from factory.render import contexts as render  # noqa: E402
 from factory.adapters.docker import Docker  # noqa: E402
+from factory.adapters.tools import Runner  # noqa: E402
+from factory.core import log
 from factory.oci.layout import OCI_INDEX, OCI_MANIFEST, sha256_digest  # noqa: E402
 from factory.oci.registry import Registry  # noqa: E402
 from factory.ops.seed import Seeder  # noqa: E402
-from factory.adapters.tools import Runner  # noqa: E402
+from factory.render import contexts as render  # noqa: E402
+from factory.render import plan
+from factory.spec import config, manifest
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 

@@ -18,9 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.spec import config
-from factory.spec import manifest
-from factory.spec import yamlload
+from factory.spec import config, manifest, yamlload
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "manifests.md"
 REGENERATE = "python bin/docgen.py"

@@ -13,13 +13,26 @@ from pathlib import Path
 import click
 
 from factory import __version__
-from factory.spec import config
-from factory.core import log
 from factory.adapters.docker import Docker
-from factory.core.errors import FactoryError, ManifestError, Problem, UsageError
 from factory.adapters.tools import Runner
-
-EXIT_BUG = 70  # an unexpected exception: a bug in the factory (traceback printed)
+from factory.core import log
+from factory.core.errors import (
+    EXIT_BUG,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    DoctorFailed,
+    DriftFound,
+    FactoryError,
+    ManifestError,
+    NotVerified,
+    Problem,
+    PublishFailed,
+    StaleRender,
+    UsageError,
+    ValidationFailed,
+)
+from factory.spec import config
 
 
 @dataclass
@@ -78,7 +91,7 @@ def doctor(ctx: Context) -> None:
     report = doctor_mod.run(ctx.settings, ctx.runner, ctx.docker)
     click.echo(report.render())
     if not report.ok:
-        raise doctor_mod.DoctorFailed(report)
+        raise DoctorFailed([c.name for c in report.checks if not c.ok])
 
 
 @cli.command()
@@ -121,9 +134,7 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
 
     Prints every problem as `path:line: key.path: message`, then a summary; exits 1 on any error.
     """
-    from factory.spec import certs
-    from factory.spec import manifest
-    from factory.spec import policy
+    from factory.spec import certs, manifest, policy
 
     settings = ctx.settings
     try:
@@ -133,14 +144,14 @@ def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
         checked = len(manifest.find_files(settings, list(paths) or None)[0])
         click.echo(f"validated {checked} manifests: {len(e.problems)} errors, 0 warnings "
                    "(policy runs once these are fixed)")
-        raise manifest.ValidationFailed(len(e.problems)) from None
+        raise ValidationFailed(len(e.problems)) from None
     findings = policy.evaluate(catalog, settings, today=date.today())
     findings += certs.problems(catalog, settings)  # the CA files of factory.yaml and the manifests
     _echo_problems(findings)
     errors = sum(p.severity == "error" for p in findings)
     click.echo(f"validated {len(catalog)} manifests: {errors} errors, {len(findings) - errors} warnings")
     if errors:
-        raise manifest.ValidationFailed(errors)
+        raise ValidationFailed(errors)
 
 
 def _echo_problems(problems) -> None:
@@ -177,8 +188,8 @@ def _github_annotation(p: Problem) -> str:
 def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
             scan_report: Path | None, only_platform: str | None, push_by_digest_only: bool) -> None:
     """Build, test, gate, push by digest, sign, attest and tag the named images."""
-    from factory.publish import pipeline
     from factory.core import platforms
+    from factory.publish import pipeline
 
     if not names and not all_:
         raise UsageError("name the images to publish, or pass --all")
@@ -202,8 +213,8 @@ def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path 
 @pass_ctx
 def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path | None) -> None:
     """Fan-out's last step: one index from the per-platform digests, then sign, attest and tag."""
-    from factory.publish import pipeline
     from factory.core import platforms
+    from factory.publish import pipeline
 
     parsed = {}
     for item in digests:
@@ -235,9 +246,9 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int
     import json
 
     from factory.adapters import gitinfo
-    from factory.spec import manifest
     from factory.render import contexts as render
     from factory.render import plan as plan_mod
+    from factory.spec import manifest
 
     labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
     catalog = manifest.load_all(ctx.settings)
@@ -295,7 +306,7 @@ def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: st
                            repo_root=ctx.settings.root)
     click.echo(drift_mod.as_json(result.drifts) if fmt == "json" else drift_mod.table(result.drifts))
     if result.drifted:
-        raise drift_mod.DriftFound(f"{len(result.drifted)} upstream(s) drifted"
+        raise DriftFound(f"{len(result.drifted)} upstream(s) drifted"
                                    + (" (manifests updated)" if result.updated else ""))
 
 
@@ -315,7 +326,7 @@ def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
         diff = render_mod.check(catalog, settings)
         if diff:
             click.echo(diff, nl=False)
-            raise render_mod.StaleRender(f"{render_mod.stale_files(diff)} rendered file(s) are stale",
+            raise StaleRender(f"{render_mod.stale_files(diff)} rendered file(s) are stale",
                                          hint="run `factory render` and commit images/")
         click.echo(f"{len(catalog)} image context(s) up to date")
         return
@@ -354,7 +365,7 @@ def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None
         click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
             verify_mod.cosign_commands(report, signer, public_key, keyless)))
     if not report.ok:
-        raise verify_mod.NotVerified(report)
+        raise NotVerified(report.ref, [f.check for f in report.findings if not f.ok])
 
 
 @cli.command()
@@ -377,11 +388,10 @@ def keygen(ctx: Context) -> None:
 @pass_ctx
 def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_platform: str) -> None:
     """Write the catalog for app teams from the registry: every image, version and changelog."""
-    from factory.consume import catalog
-    from factory.spec import manifest
+    from factory.consume import catalog, site
     from factory.core import platforms
+    from factory.spec import manifest
     from factory.trust import sign
-    from factory.consume import site
 
     try:
         reference_platform = str(platforms.parse(reference_platform))
@@ -434,14 +444,13 @@ def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, publ
 def _end_of_run(report, report_path: Path | None) -> None:
     """Write the report, print the summary, and fail (exit 1) when any image failed."""
     from factory.publish import pipeline
-    from factory.publish.publisher import PublishFailed
 
     if report_path:
         report_path.write_text(report.to_json())
     if report.images:
         click.echo(pipeline.summary(report))
     if not report.ok:
-        raise PublishFailed(report)
+        raise PublishFailed(report.failure_lines())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -452,10 +461,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
         e.show()
-        sys.exit(2)
+        sys.exit(EXIT_ENVIRONMENT)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception:  # a bug: show everything needed for a report
@@ -463,4 +472,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"factory {__version__}: internal error (a bug); please report the traceback above",
                    err=True)
         sys.exit(EXIT_BUG)
-    sys.exit(0)
+    sys.exit(EXIT_OK)

@@ -14,9 +14,9 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from factory.adapters.tools import INSTALL_HINT, Runner
 from factory.core import log
 from factory.core.errors import CommandError, EnvironmentProblem
-from factory.adapters.tools import INSTALL_HINT, Runner
 
 MIN_ENGINE_MAJOR = 26
 

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from factory.core import log
-from factory.core import platforms
-from factory.core import progress
 from factory.adapters.docker import Docker
-from factory.core.errors import CommandError
+from factory.core import log, platforms, progress
+from factory.core.errors import BuildFailed, CommandError
 from factory.oci.layout import OciLayout
 
 
@@ -71,15 +69,6 @@ def unbuildable_platforms(wanted: Sequence[str], *, binfmt_dir: Path = BINFMT_DI
         if not enabled:
             missing.append(str(p))
     return missing
-
-
-class BuildFailed(CommandError):
-    """buildx failed. ``platforms``: those BuildKit reports a failed step for, read from its output
-    for the message only (nothing decides on them); empty when the output names none."""
-
-    def __init__(self, error: CommandError, platforms: list[str]) -> None:
-        super().__init__(error.argv, error.returncode, error.stderr, step=error.step)
-        self.platforms = platforms
 
 
 # BuildKit's plain progress: "#7 [linux/arm64 2/2] RUN ...", later "#7 ERROR: process ... exit code: 100";

@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from factory.core import log
-from factory.spec import policy
-from factory.build import sbom
-from factory.build import scan
+from factory.build import sbom, scan
 from factory.build.buildx import BuiltImage
-from factory.spec.config import Settings
+from factory.core import log
 from factory.core.errors import Problem
 from factory.core.model import Manifest
 from factory.oci.layout import INDEX_TYPES
 from factory.oci.registry import Ref, Registry
+from factory.spec import policy
+from factory.spec.config import Settings
 
 
 @dataclass(frozen=True)

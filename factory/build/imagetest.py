@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from factory.spec import certs
-from factory.core import log
 from factory.adapters.docker import Docker
+from factory.core import log
 from factory.core.errors import StepFailed
 from factory.core.model import Manifest
 from factory.oci.layout import OciLayout
+from factory.spec import certs
 
 CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 # Where world-writable entries are expected (sticky directories are allowed anywhere).

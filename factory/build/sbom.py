@@ -33,15 +33,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from factory.core.errors import EnvironmentProblem, FactoryError
-from factory.oci.layout import OCI_INDEX, Descriptor, OciLayout
 from factory.adapters.tools import INSTALL_HINT, Runner
+from factory.core.errors import EnvironmentProblem, SbomError
+from factory.oci.layout import OCI_INDEX, Descriptor, OciLayout
 
 SBOM_TIMEOUT = 900  # seconds; a large image under a slow disk still finishes well within this
-
-
-class SbomError(FactoryError):
-    """A generator ran but did not produce a usable CycloneDX document."""
 
 
 # --- generators --------------------------------------------------------------------------------

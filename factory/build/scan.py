@@ -27,23 +27,15 @@ from typing import Any, Literal, Protocol
 
 import jsonschema
 
-from factory.spec import yamlload
-from factory.core.errors import FactoryError, ManifestError, Problem, UsageError
-from factory.build.sbom import platform_view
 from factory.adapters.tools import Runner
+from factory.build.sbom import platform_view
+from factory.core.errors import IgnoreFileError, Problem, ScanError, UsageError
+from factory.spec import yamlload
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 TRIVY_DB_SCHEMA = 2  # the DB schema trivy 0.76 reads; with another one it insists on downloading
 SCAN_TIMEOUT = 900  # seconds
 DB_UNAVAILABLE = "vulnerability database unavailable: image NOT scanned for CVEs"
-
-
-class ScanError(FactoryError):
-    """A scanner report could not be read."""
-
-
-class IgnoreFileError(ManifestError):
-    """The ignore file is invalid: every problem, each with file, line and key."""
 
 
 # --- reports -----------------------------------------------------------------------------------

@@ -24,18 +24,15 @@ from typing import Any
 
 import jsonschema
 
+from factory.build import gates, sbom
 from factory.consume import changelog
-from factory.build import gates
-from factory.core import log
-from factory.spec import policy
-from factory.render import contexts as render
-from factory.build import sbom
-from factory.core import versioning
-from factory.spec.config import Settings
-from factory.core.errors import EnvironmentProblem
+from factory.core import log, versioning
+from factory.core.errors import EnvironmentProblem, RegistryError, VerificationFailed
 from factory.core.model import Manifest
-from factory.oci.registry import Ref, Registry, RegistryError
-from factory.trust.sign import VerificationFailed
+from factory.oci.registry import Ref, Registry
+from factory.render import contexts as render
+from factory.spec import policy
+from factory.spec.config import Settings
 from factory.trust.verify import VerifyReport, cosign_commands
 
 SCHEMA_VERSION = 1

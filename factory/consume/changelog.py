@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from factory.build import sbom
-from factory.core.errors import FactoryError
+from factory.core.errors import ImageNotFound
 from factory.oci.layout import INDEX_TYPES, platform_string
 from factory.oci.registry import Ref, Registry
 
 DEFAULT_PLATFORM = "linux/amd64"
 CYCLONEDX = "cyclonedx"  # cosign's --type for CycloneDX SBOM attestations
-
-
-class ImageNotFound(FactoryError):
-    """A reference names no image, or the image has no such platform."""
 
 
 @dataclass(frozen=True)

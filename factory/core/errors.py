@@ -1,10 +1,22 @@
-"""One exception tree. Expected failures carry an exit code and a message; only the CLI exits.
+"""Every error class and every exit code of the factory: one exception tree, one table.
+
+Expected failures are typed errors carrying an exit code and a message; only ``factory.cli.main``
+exits the process, and it maps exceptions to codes through this table alone.
 
 Exit codes (documented in the README and relied on by CI):
-  0  ok
-  1  the work found a problem: invalid manifest, failed policy or gate, failed build/test/publish
-  2  usage or environment error: bad config, missing tool, unreachable daemon or registry
-  3  drift: an upstream tag moved (``factory drift`` only)
+
+====  ==================  ==================================================================
+code  name                meaning
+====  ==================  ==================================================================
+0     EXIT_OK             ok
+1     EXIT_PROBLEM        the work found a problem: invalid manifest, failed policy or gate, failed
+                          build/test/publish, stale rendered contexts, not verified
+2     EXIT_ENVIRONMENT    usage or environment error: bad config or arguments, missing tool,
+                          unreachable daemon or registry, refused credentials
+3     EXIT_DRIFT          drift: an upstream tag moved (``factory drift`` only)
+70    EXIT_BUG            internal error: a bug in the factory (the traceback is printed)
+130   EXIT_INTERRUPTED    interrupted (Ctrl-C), as shells report a SIGINT death (128 + 2)
+====  ==================  ==================================================================
 """
 
 from __future__ import annotations
@@ -13,11 +25,18 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_ENVIRONMENT = 2
+EXIT_DRIFT = 3
+EXIT_BUG = 70
+EXIT_INTERRUPTED = 130
+
 
 class FactoryError(Exception):
     """An expected failure: printed as one message, no traceback."""
 
-    exit_code = 1
+    exit_code = EXIT_PROBLEM
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,17 +50,17 @@ class FactoryError(Exception):
 class EnvironmentProblem(FactoryError):
     """The machine lacks something: a tool, a daemon, a service."""
 
-    exit_code = 2
+    exit_code = EXIT_ENVIRONMENT
 
 
 class ConfigError(FactoryError):
     """factory.yaml or an environment override is invalid."""
 
-    exit_code = 2
+    exit_code = EXIT_ENVIRONMENT
 
 
 class UsageError(FactoryError):
-    exit_code = 2
+    exit_code = EXIT_ENVIRONMENT
 
 
 @dataclass(frozen=True)
@@ -106,3 +125,147 @@ class StepFailed(FactoryError):
         self.image, self.step, self.platform = image, step, platform
         where = f"{image} [{platform}]" if platform else image
         super().__init__(f"{where}: {step} failed: {message}", hint=hint)
+
+
+# --- environment and usage (exit 2) ---------------------------------------------------------------
+
+
+class DoctorFailed(EnvironmentProblem):
+    """`factory doctor` found a tool or service missing; its report was printed before this."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__(f"environment incomplete: {', '.join(missing)}")
+
+
+# --- spec: manifests, certificates ------------------------------------------------------------------
+
+
+class ValidationFailed(FactoryError):
+    """`factory validate` found errors; they were printed one per line before this."""
+
+    def __init__(self, errors: int) -> None:
+        super().__init__(f"{errors} error(s) in the manifests; see the lines above",
+                         hint="docs/manifests.md describes every key")
+
+
+class CertificateError(FactoryError):
+    """A listed CA file cannot be trusted: missing, outside the repository, not PEM, not a CA, expired ..."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+class IgnoreFileError(ManifestError):
+    """The vulnerability ignore file is invalid: every problem, each with file, line and key."""
+
+
+# --- render --------------------------------------------------------------------------------------
+
+
+class RenderError(FactoryError):
+    """A manifest value cannot be rendered safely. ``render_manifest`` turns it into a ManifestError
+    that names the file, line and key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+class StaleRender(FactoryError):
+    """``factory render --check``: the committed build contexts differ from what the manifests render."""
+
+
+class StaleContexts(FactoryError):
+    """publish refuses contexts that differ from what the manifests render: it builds only what was reviewed."""
+
+    def __init__(self, diff: str) -> None:
+        super().__init__("rendered build contexts are stale; publish builds only what was rendered and reviewed:\n"
+                         + diff, hint="run `factory render` and commit images/")
+
+
+# --- oci: registries and layouts ----------------------------------------------------------------------
+
+
+class RegistryError(FactoryError):
+    """A registry request failed: carries the method, URL, HTTP status and the registry's error."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", status: int | None = None,
+                 code: str = "", detail: str = "", hint: str | None = None) -> None:
+        self.method, self.url, self.status, self.code, self.detail = method, url, status, code, detail
+        where = f"{method} {url}: " if method else ""
+        super().__init__(f"{where}{message}", hint=hint)
+
+
+class RegistryAuthError(RegistryError):
+    """Credentials missing or refused: an environment problem, not a problem with the image."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class RegistryUnreachable(RegistryError):
+    exit_code = EXIT_ENVIRONMENT
+
+
+class TagExists(RegistryError):
+    """The immutable-tag guard: the tag already points at another manifest."""
+
+
+class LayoutError(FactoryError):
+    """The OCI layout is missing, malformed, or does not match its own digests."""
+
+
+class ImageNotFound(FactoryError):
+    """A reference names no image, or the image has no such platform."""
+
+
+# --- build and gates ------------------------------------------------------------------------------------
+
+
+class BuildFailed(CommandError):
+    """buildx failed. ``platforms``: those BuildKit reports a failed step for, read from its output
+    for the message only (nothing decides on them); empty when the output names none."""
+
+    def __init__(self, error: CommandError, platforms: list[str]) -> None:
+        super().__init__(error.argv, error.returncode, error.stderr, step=error.step)
+        self.platforms = platforms
+
+
+class SbomError(FactoryError):
+    """A generator ran but did not produce a usable CycloneDX document."""
+
+
+class ScanError(FactoryError):
+    """A scanner report could not be read."""
+
+
+# --- trust ---------------------------------------------------------------------------------------------
+
+
+class VerificationFailed(FactoryError):
+    """A signature or attestation did not verify."""
+
+
+class NotVerified(FactoryError):
+    """`factory verify` found a check failing; the report was printed before this."""
+
+    def __init__(self, ref: str, failed: Sequence[str]) -> None:
+        super().__init__(f"{ref}: not verified: {', '.join(failed)}")
+
+
+# --- publish and drift ----------------------------------------------------------------------------------
+
+
+class PublishFailed(FactoryError):
+    """Some images failed or were skipped; ``lines`` says which, where and why. Nothing of theirs was tagged."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("publish failed; no tag of these images was written or moved:\n  " + "\n  ".join(lines))
+
+
+class DriftFound(FactoryError):
+    """`factory drift`: an upstream tag points at another digest than the manifest pins."""
+
+    exit_code = EXIT_DRIFT

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.core import platforms
-from factory.core.errors import FactoryError
+from factory.core.errors import LayoutError
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -33,10 +33,6 @@ ACCEPT_MANIFESTS = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 
 # BuildKit marks its attestation manifests (provenance/SBOM) inside the index like this.
 _REFERENCE_TYPE = "vnd.docker.reference.type"
-
-
-class LayoutError(FactoryError):
-    """The OCI layout is missing, malformed, or does not match its own digests."""
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,23 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from factory.core import log
-from factory.core.errors import CommandError, FactoryError
-from factory.oci.layout import ACCEPT_MANIFESTS, INDEX_TYPES, Descriptor, OciLayout, platform_string, sha256_digest
 from factory.adapters.tools import Runner
+from factory.core import log
+from factory.core.errors import (
+    CommandError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryUnreachable,
+    TagExists,
+)
+from factory.oci.layout import (
+    ACCEPT_MANIFESTS,
+    INDEX_TYPES,
+    Descriptor,
+    OciLayout,
+    platform_string,
+    sha256_digest,
+)
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -50,30 +63,6 @@ _HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z
 
 
 # --- errors ----------------------------------------------------------------------------------
-
-class RegistryError(FactoryError):
-    """A registry request failed: carries the method, URL, HTTP status and the registry's error."""
-
-    def __init__(self, message: str, *, method: str = "", url: str = "", status: int | None = None,
-                 code: str = "", detail: str = "", hint: str | None = None) -> None:
-        self.method, self.url, self.status, self.code, self.detail = method, url, status, code, detail
-        where = f"{method} {url}: " if method else ""
-        super().__init__(f"{where}{message}", hint=hint)
-
-
-class RegistryAuthError(RegistryError):
-    """Credentials missing or refused: an environment problem, not a problem with the image."""
-
-    exit_code = 2
-
-
-class RegistryUnreachable(RegistryError):
-    exit_code = 2
-
-
-class TagExists(RegistryError):
-    """The immutable-tag guard: the tag already points at another manifest."""
-
 
 # --- references ------------------------------------------------------------------------------
 

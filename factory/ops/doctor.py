@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.adapters.docker import MIN_ENGINE_MAJOR, Docker
+from factory.adapters.tools import INSTALL_HINT, Runner
+from factory.core.errors import EnvironmentProblem
 from factory.oci import registry
 from factory.spec.config import Settings
-from factory.adapters.docker import MIN_ENGINE_MAJOR, Docker
-from factory.core.errors import EnvironmentProblem, FactoryError
-from factory.adapters.tools import INSTALL_HINT, Runner
 
 BINFMT_ARM64 = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
@@ -38,14 +38,6 @@ class Report:
         if todo:
             lines += ["", "to do:", *todo]
         return "\n".join(lines)
-
-
-class DoctorFailed(FactoryError):
-    exit_code = 2
-
-    def __init__(self, report: Report) -> None:
-        missing = ", ".join(c.name for c in report.checks if not c.ok)
-        super().__init__(f"environment incomplete: {missing}")
 
 
 def _tool(runner: Runner, name: str, args: tuple[str, ...], pattern: str) -> Check:

@@ -17,7 +17,6 @@ from factory.adapters import gitinfo
 from factory.core.errors import EnvironmentProblem, FactoryError, UsageError
 from factory.core.model import Manifest
 
-EXIT_DRIFT = 3
 LOOKUP_CONCURRENCY = 8
 
 
@@ -34,10 +33,6 @@ class Drift:
     @property
     def drifted(self) -> bool:
         return not self.error and self.current != self.pinned
-
-
-class DriftFound(FactoryError):
-    exit_code = EXIT_DRIFT
 
 
 def check(manifests: Sequence[Manifest], registry_for: Callable) -> list[Drift]:

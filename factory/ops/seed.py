@@ -21,12 +21,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from factory.core import log
-from factory.spec.config import Settings
 from factory.adapters.docker import Docker
+from factory.adapters.tools import Runner
+from factory.core import log
 from factory.core.errors import EnvironmentProblem, UsageError
 from factory.core.platforms import Platform
-from factory.adapters.tools import Runner
+from factory.spec.config import Settings
 
 # Fixed timestamp for reproducible fixture images (2024-01-01T00:00:00Z).
 SOURCE_DATE_EPOCH = 1704067200

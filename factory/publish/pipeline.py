@@ -10,23 +10,20 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
-from factory.adapters import ci
-from factory.adapters import gitinfo
-from factory.core import log
-from factory.spec import manifest
-from factory.spec import policy
-from factory.render import contexts as render
-from factory.core.errors import EnvironmentProblem, FactoryError, ManifestError, UsageError
-from factory.publish.publisher import Publisher, RunReport, Stages, utc_now
+from factory.adapters import ci, gitinfo
 from factory.adapters.tools import INSTALL_HINT
+from factory.core import log
+from factory.core.errors import (
+    EnvironmentProblem,
+    ManifestError,
+    StaleContexts,
+    UsageError,
+)
+from factory.publish.publisher import Publisher, RunReport, Stages, utc_now
+from factory.render import contexts as render
+from factory.spec import manifest, policy
 
 VULN_IGNORE_FILE = "vuln-ignore.yaml"
-
-
-class StaleContexts(FactoryError):
-    def __init__(self, diff: str) -> None:
-        super().__init__("rendered build contexts are stale; publish builds only what was rendered and reviewed:\n"
-                         + diff, hint="run `factory render` and commit images/")
 
 
 def publish(ctx, names: Sequence[str], *, all_: bool = False, force: bool = False,
@@ -115,8 +112,7 @@ def refuse_policy_errors(catalog, settings) -> None:
 
 
 def stages(ctx, scan_report: Path | None) -> Stages:
-    from factory.build import sbom
-    from factory.build import scan
+    from factory.build import sbom, scan
     from factory.trust import sign
 
     settings, runner = ctx.settings, ctx.runner

@@ -25,17 +25,11 @@ from pathlib import Path
 import filelock
 
 from factory import __version__
-from factory.trust import attest
 from factory.adapters import ci
-from factory.build import gates
-from factory.build import imagetest
-from factory.core import log
-from factory.render import plan
-from factory.spec import policy
-from factory.render import contexts as render
-from factory.core import versioning
+from factory.adapters.docker import Docker
+from factory.adapters.gitinfo import Revision
+from factory.build import gates, imagetest
 from factory.build.buildx import (
-    BuildFailed,
     BuildRequest,
     BuiltImage,
     build,
@@ -43,13 +37,22 @@ from factory.build.buildx import (
     missing_platforms,
     unbuildable_platforms,
 )
-from factory.spec.config import Settings
-from factory.adapters.docker import Docker
-from factory.core.errors import CommandError, FactoryError, StepFailed
-from factory.adapters.gitinfo import Revision
+from factory.core import log, versioning
+from factory.core.errors import (
+    BuildFailed,
+    CommandError,
+    FactoryError,
+    RegistryError,
+    StepFailed,
+)
 from factory.core.model import Manifest
 from factory.oci.layout import OCI_INDEX, sha256_digest
-from factory.oci.registry import Ref, Registry, RegistryError
+from factory.oci.registry import Ref, Registry
+from factory.render import contexts as render
+from factory.render import plan
+from factory.spec import policy
+from factory.spec.config import Settings
+from factory.trust import attest
 
 LOCK_TIMEOUT = 900  # seconds to wait for another publish of the same image
 BUILDER_ID = "https://base-image-factory.dev/builders/factory-publish@v1"
@@ -98,17 +101,14 @@ class RunReport:
     def ok(self) -> bool:
         return all(i.status in ("published", "up-to-date", "pushed") for i in self.images)
 
+    def failure_lines(self) -> list[str]:
+        """One line per failed or skipped image: where it stopped and why (the PublishFailed message)."""
+        failed = [i for i in self.images if i.status in ("failed", "skipped")]
+        return [f"{i.name}: {i.status}" + (f" at {i.step}" + (f" [{i.platform}]" if i.platform else "")
+                                           + f": {i.error}" if i.error else "") for i in failed]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-
-class PublishFailed(FactoryError):
-    def __init__(self, report: RunReport) -> None:
-        failed = [i for i in report.images if i.status in ("failed", "skipped")]
-        lines = [f"{i.name}: {i.status}" + (f" at {i.step}" + (f" [{i.platform}]" if i.platform else "")
-                                            + f": {i.error}" if i.error else "") for i in failed]
-        super().__init__("publish failed; no tag of these images was written or moved:\n  " + "\n  ".join(lines))
-        self.report = report
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,17 @@ from functools import cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from factory.spec import certs
 from factory.core import log
-from factory.spec.config import Settings
-from factory.core.errors import FactoryError, ManifestError, Problem, UsageError
+from factory.core.errors import (
+    CertificateError,
+    ManifestError,
+    Problem,
+    RenderError,
+    UsageError,
+)
 from factory.core.model import Manifest, User
+from factory.spec import certs
+from factory.spec.config import Settings
 
 # Bump when the output changes for the same input: it is part of every context, so of the fingerprint.
 RENDER_VERSION = 3
@@ -132,22 +138,6 @@ APT_CLEAN = (
     # files only: apt and dpkg in child images expect their log folders to exist
     "find /var/log -type f -delete",
 )
-
-
-class RenderError(FactoryError):
-    """A manifest value cannot be rendered safely. ``render_manifest`` turns it into a ManifestError
-    that names the file, line and key."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"{key}: {reason}")
-
-
-class StaleRender(FactoryError):
-    """``factory render --check``: the committed build contexts differ from what the manifests render."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -716,7 +706,7 @@ def render_manifest(m: Manifest, settings: Settings) -> RenderedImage:
             files[f"{DEBUG}/{CONTEXT_FILE}"] = _context_json(m, _BASE_FROM_BUILD_ARGS, DEBUG, helper).encode()
             if not m.has_shell:
                 files[f"{DEBUG}/{HELPER_SCRIPT}"] = _helper_script()
-    except (RenderError, certs.CertificateError) as e:
+    except (RenderError, CertificateError) as e:
         raise ManifestError([Problem(str(m.path), m.line_of(e.key), e.key, e.reason)]) from None
     image = RenderedImage(m.name, dict(sorted(files.items())), "", None)
     debug = image.context_files(DEBUG)

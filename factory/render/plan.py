@@ -17,12 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from factory.core import platforms
-from factory.core import versioning
-from factory.build.buildx import created_timestamp
-from factory.core.errors import UsageError
 from factory.adapters.gitinfo import Revision
-from factory.render.contexts import DEBUG, FINGERPRINT_LABEL, PROD, RENDER_VERSION, digest_files
+from factory.build.buildx import created_timestamp
+from factory.core import platforms, versioning
+from factory.core.errors import UsageError
+from factory.render.contexts import (
+    DEBUG,
+    FINGERPRINT_LABEL,
+    PROD,
+    RENDER_VERSION,
+    digest_files,
+)
 
 FINGERPRINT_VERSION = 1  # bump when what goes into the fingerprint changes
 LOOKUP_CONCURRENCY = 8

@@ -36,24 +36,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
-from factory.spec.config import CONFIG_FILE, Settings
-from factory.core.errors import ConfigError, FactoryError, Problem
+from factory.core.errors import CertificateError, ConfigError, Problem
 from factory.core.model import CaFile, Manifest
+from factory.spec.config import CONFIG_FILE, Settings
 
 ERROR, WARNING = "error", "warning"
 
 MAX_FILE_BYTES = 1024 * 1024  # a CA file is a few KiB; a whole public bundle is ~220 KiB
 _BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-
-
-class CertificateError(FactoryError):
-    """A listed CA file cannot be trusted: missing, outside the repository, not PEM, not a CA, expired ..."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"{key}: {reason}")
 
 
 @dataclass(frozen=True)

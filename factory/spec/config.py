@@ -24,9 +24,8 @@ from typing import Any
 from jsonschema.exceptions import ValidationError
 
 from factory.core import platforms
-from factory.spec import schemas
-from factory.spec import yamlload
 from factory.core.errors import ConfigError, Problem
+from factory.spec import schemas, yamlload
 
 CONFIG_FILE = "factory.yaml"
 

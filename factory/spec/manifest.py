@@ -25,11 +25,18 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from factory.core import platforms
-from factory.spec import schemas
-from factory.spec import yamlload
+from factory.core.errors import ManifestError, Problem
+from factory.core.model import (
+    CaFile,
+    ImageTest,
+    Manifest,
+    Upstream,
+    User,
+    Variant,
+    Waiver,
+)
+from factory.spec import schemas, yamlload
 from factory.spec.config import Settings
-from factory.core.errors import FactoryError, ManifestError, Problem
-from factory.core.model import CaFile, ImageTest, Manifest, Upstream, User, Variant, Waiver
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -75,14 +82,6 @@ PATTERN_WORDS: dict[str, str] = {
 _TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
                "boolean": "true or false", "array": "a list", "object": "a mapping of keys",
                "null": "nothing"}
-
-
-class ValidationFailed(FactoryError):
-    """`factory validate` found errors; they were printed one per line before this."""
-
-    def __init__(self, errors: int) -> None:
-        super().__init__(f"{errors} error(s) in the manifests; see the lines above",
-                         hint="docs/manifests.md describes every key")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ from datetime import date
 from typing import NamedTuple
 
 from factory.core import lifecycle
-from factory.spec.config import Settings
 from factory.core.errors import Problem
 from factory.core.model import Manifest, Upstream
+from factory.spec.config import Settings
 
 ERROR, WARNING = "error", "warning"
 MANIFEST, ARTIFACT = "manifest", "artifact"

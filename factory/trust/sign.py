@@ -21,12 +21,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.core import log
-from factory.spec.config import Settings
-from factory.core.errors import CommandError, ConfigError, EnvironmentProblem, FactoryError, UsageError
-from factory.oci.registry import Ref
 from factory.adapters.tools import Runner
-
+from factory.core import log
+from factory.core.errors import (
+    CommandError,
+    ConfigError,
+    EnvironmentProblem,
+    UsageError,
+    VerificationFailed,
+)
+from factory.oci.registry import Ref
+from factory.spec.config import Settings
 
 # cosign (go-containerregistry) does not retry the registry's /v2/ ping: one 503 or 429 from a busy
 # registry fails a whole signature. Its commands are safe to repeat (signing a digest again adds a
@@ -38,10 +43,6 @@ MAX_BACKOFF = 30.0  # seconds, as the registry client
 
 KEY_HINT = ("check the signing key (signing.key in factory.yaml or COSIGN_KEY; `factory keygen` makes the "
             "dev key) and COSIGN_PASSWORD")
-
-
-class VerificationFailed(FactoryError):
-    """A signature or attestation did not verify."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
-from factory.core.errors import FactoryError
+from factory.core.errors import VerificationFailed
 from factory.core.model import Manifest
 from factory.oci.layout import platform_string
 from factory.oci.registry import Ref
-from factory.trust.sign import KeylessIdentity, Signer, VerificationFailed
+from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
+from factory.trust.sign import KeylessIdentity, Signer
 
 BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
 BASE_NAME_LABEL = "org.opencontainers.image.base.name"
@@ -49,12 +49,6 @@ class VerifyReport:
         lines = [f"{self.ref} -> {self.index_digest}"]
         lines += [f"{'ok' if f.ok else 'FAILED':6} {f.check:34} {f.detail}" for f in self.findings]
         return "\n".join(lines)
-
-
-class NotVerified(FactoryError):
-    def __init__(self, report: VerifyReport) -> None:
-        failed = ", ".join(f.check for f in report.findings if not f.ok)
-        super().__init__(f"{report.ref}: not verified: {failed}")
 
 
 def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifests: Mapping[str, Manifest],

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
 from factory.adapters.docker import Docker
 from factory.adapters.tools import Runner
+from factory.spec import config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

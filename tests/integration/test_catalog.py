@@ -21,8 +21,7 @@ import jsonschema
 import pytest
 import requests
 
-from factory.consume import catalog
-from factory.consume import site
+from factory.consume import catalog, site
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.workspace import INDEX_ACCEPT, Workspace, manifest_on
 

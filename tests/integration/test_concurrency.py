@@ -17,8 +17,10 @@ import git
 import yaml
 
 from tests.integration.registry_servers import FaultProxy, own_registry, serve
-from tests.integration.test_publish import cosign
-from tests.integration.test_publish import ws  # noqa: F401  (fixture)
+from tests.integration.test_publish import (
+    cosign,
+    ws,  # noqa: F401  (fixture)
+)
 from tests.integration.workspace import Workspace, factory_environment, manifest_on
 
 

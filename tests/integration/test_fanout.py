@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.integration.test_publish import cosign, publish
-from tests.integration.test_publish import ws  # noqa: F401  (fixture)
+from tests.integration.test_publish import (
+    cosign,
+    publish,
+    ws,  # noqa: F401  (fixture)
+)
 from tests.integration.workspace import manifest_on
 
 

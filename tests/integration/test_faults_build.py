@@ -10,8 +10,10 @@ from factory import cli
 from factory.build import buildx as build
 from factory.publish import pipeline
 from factory.publish import publisher as publish_mod
-from tests.integration.test_publish import publish
-from tests.integration.test_publish import ws  # noqa: F401  (fixture)
+from tests.integration.test_publish import (
+    publish,
+    ws,  # noqa: F401  (fixture)
+)
 from tests.integration.workspace import manifest_on
 
 

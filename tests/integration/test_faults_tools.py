@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.test_publish import cosign, publish
-from tests.integration.test_publish import ws  # noqa: F401  (fixture)
+from tests.integration.test_publish import (
+    cosign,
+    publish,
+    ws,  # noqa: F401  (fixture)
+)
 from tests.integration.workspace import manifest_on
 
 SEGFAULT = """#!/bin/sh

@@ -27,14 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
-from factory.build import gates
-from factory.build import imagetest
-from factory.spec import manifest
-from factory.render import contexts as render
+from factory.build import gates, imagetest
 from factory.build.buildx import BuildRequest, BuiltImage, build
 from factory.core.model import Manifest
 from factory.oci.registry import Registry
+from factory.render import contexts as render
+from factory.spec import config, manifest
 from tests.certgen import Issued, make_ca, make_server
 from tests.integration.workspace import Workspace, manifest_on
 

@@ -8,9 +8,10 @@ import uuid
 import pytest
 
 from factory.adapters.docker import Docker
-from factory.oci.layout import OciLayout, sha256_digest
-from factory.oci.registry import Registry, RegistryError, TagExists
 from factory.adapters.tools import Runner
+from factory.core.errors import RegistryError, TagExists
+from factory.oci.layout import OciLayout, sha256_digest
+from factory.oci.registry import Registry
 from tests.integration.registry_servers import own_registry
 
 REGISTRY = "127.0.0.1:5000"

@@ -11,10 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from factory.oci.layout import OCI_MANIFEST, sha256_digest
-from factory.oci.registry import Credentials, Registry, RegistryAuthError, credentials_for
 from factory.adapters.tools import Runner
-from tests.integration.registry_servers import TokenServer, own_registry, serve, write_htpasswd
+from factory.core.errors import RegistryAuthError
+from factory.oci.layout import OCI_MANIFEST, sha256_digest
+from factory.oci.registry import Credentials, Registry, credentials_for
+from tests.integration.registry_servers import (
+    TokenServer,
+    own_registry,
+    serve,
+    write_htpasswd,
+)
 
 USERS = {"alice": "correct horse"}
 

@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
+from factory.core.errors import RegistryError, RegistryUnreachable
 from factory.oci.layout import sha256_digest
-from factory.oci.registry import Registry, RegistryError, RegistryUnreachable
+from factory.oci.registry import Registry
 from tests.integration.registry_servers import FaultProxy, serve
 
 UPSTREAM = "127.0.0.1:5000"

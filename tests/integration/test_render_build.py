@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
-from factory.spec import manifest
 from factory.render import contexts as render
+from factory.spec import config, manifest
 
 PLATFORM = "linux/amd64"
 

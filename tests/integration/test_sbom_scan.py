@@ -15,10 +15,23 @@ from pathlib import Path
 
 import pytest
 
+from factory.build.sbom import (
+    TrivySbom,
+    license_findings,
+    operating_system,
+    packages,
+    platform_view,
+)
+from factory.build.scan import (
+    DB_UNAVAILABLE,
+    TrivyScanner,
+    Vulnerability,
+    gate,
+    load_ignores,
+    trivy_db_status,
+)
 from factory.core.errors import CommandError
 from factory.oci.layout import OciLayout
-from factory.build.sbom import TrivySbom, license_findings, operating_system, packages, platform_view
-from factory.build.scan import DB_UNAVAILABLE, TrivyScanner, Vulnerability, gate, load_ignores, trivy_db_status
 
 FIXTURE_DB = Path(__file__).resolve().parents[1] / "data" / "trivy-db" / "db"
 PLATFORMS = ("linux/amd64", "linux/arm64")

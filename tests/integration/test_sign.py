@@ -12,11 +12,11 @@ import uuid
 import pytest
 import requests
 
-from factory.trust import attest
-from factory.core.errors import CommandError
 from factory.build.imagetest import CheckResult
+from factory.core.errors import CommandError, VerificationFailed
 from factory.oci.registry import Registry
-from factory.trust.sign import Signer, VerificationFailed, ensure_dev_key
+from factory.trust import attest
+from factory.trust.sign import Signer, ensure_dev_key
 from factory.trust.verify import verify_image
 
 ACCEPT = ", ".join(["application/vnd.oci.image.index.v1+json",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 
 from tests.integration.test_nightly import push_upstream
-from tests.integration.test_publish import publish
-from tests.integration.test_publish import ws  # noqa: F401  (fixture)
+from tests.integration.test_publish import (
+    publish,
+    ws,  # noqa: F401  (fixture)
+)
 from tests.integration.workspace import manifest_on
 
 

@@ -10,10 +10,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from factory.spec import config
-from factory.oci.layout import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
-from factory.trust.sign import Signer, VerificationFailed
 from factory.adapters.tools import Runner
+from factory.core.errors import VerificationFailed
+from factory.oci.layout import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from factory.spec import config
+from factory.trust.sign import Signer
 
 OCI = "org.opencontainers.image."
 

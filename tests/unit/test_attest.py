@@ -3,8 +3,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from factory.trust.attest import conformance_predicate, slsa_provenance
 from factory.build.imagetest import CheckResult
+from factory.trust.attest import conformance_predicate, slsa_provenance
 
 
 def results(passed=True):

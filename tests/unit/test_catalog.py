@@ -11,11 +11,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from factory.consume import catalog
-from factory.spec import manifest
-from factory.consume import site
+from factory.consume import catalog, site
 from factory.consume.catalog import Collector, eol_status, floating_tags_of, prefixes_in
 from factory.consume.changelog import PackageVersion, VersionChange
+from factory.spec import manifest
 from tests.unit.catalog_fakes import FakeRegistry, FakeSigner, bom, labels, settings
 
 TODAY = date(2026, 12, 1)

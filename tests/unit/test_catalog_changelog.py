@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from factory.consume import changelog
 from factory.build import sbom
-from factory.consume.changelog import PackageVersion, VersionChange, compare_versions, diff_packages, diff_sboms
+from factory.consume import changelog
+from factory.consume.changelog import (
+    PackageVersion,
+    VersionChange,
+    compare_versions,
+    diff_packages,
+    diff_sboms,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sbom"
 

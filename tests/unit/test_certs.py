@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from factory import cli
-from factory.spec import certs
-from factory.spec import config
-from factory.spec import manifest
-from factory.spec import policy
-from factory.core.errors import ConfigError
+from factory.core.errors import CertificateError, ConfigError
 from factory.core.model import CaFile
+from factory.spec import certs, config, manifest, policy
 from tests.certgen import make_ca, make_server
 
 NOW = datetime.now(UTC)
@@ -36,7 +33,7 @@ def write(root: Path, written: str, data: bytes) -> CaFile:
 
 
 def refused(root: Path, written: str) -> str:
-    with pytest.raises(certs.CertificateError) as e:
+    with pytest.raises(CertificateError) as e:
         certs.read(root, ca_file(root, written))
     assert e.value.key == "certificates.0"
     return e.value.reason
@@ -152,7 +149,7 @@ def test_a_file_outside_the_repository_is_refused(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     (tmp_path / "outside.pem").write_bytes(make_ca("Root").pem)
-    with pytest.raises(certs.CertificateError, match="resolves to .*outside.pem, outside the repository"):
+    with pytest.raises(CertificateError, match="resolves to .*outside.pem, outside the repository"):
         certs.read(repo, ca_file(repo, "../outside.pem"))
 
 
@@ -161,7 +158,7 @@ def test_a_symlink_out_of_the_repository_is_refused(tmp_path):
     (repo / "certs").mkdir(parents=True)
     (tmp_path / "secret.pem").write_bytes(make_ca("Root").pem)
     os.symlink(tmp_path / "secret.pem", repo / "certs" / "root.pem")
-    with pytest.raises(certs.CertificateError, match="outside the repository"):
+    with pytest.raises(CertificateError, match="outside the repository"):
         certs.read(repo, ca_file(repo, "certs/root.pem"))
 
 
@@ -216,7 +213,7 @@ def test_a_bad_org_wide_file_is_a_config_error_and_a_bad_own_file_names_the_mani
     with pytest.raises(ConfigError, match=r"^factory.yaml: certificates.0: certs/org.pem .* expired on"):
         certs.for_image(catalog["app"], settings)
     settings, catalog = load(repo, [], ["certs/team.pem"])
-    with pytest.raises(certs.CertificateError) as e:
+    with pytest.raises(CertificateError) as e:
         certs.for_image(catalog["app"], settings)
     assert e.value.key == "certificates.additional.0" and "holds no PEM certificate" in e.value.reason
 

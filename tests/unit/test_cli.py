@@ -3,7 +3,7 @@ import json
 import pytest
 
 from factory import cli
-from factory.core.errors import CommandError, Problem
+from factory.core.errors import EXIT_BUG, CommandError, Problem
 
 
 def run_cli(argv, capsys):
@@ -37,7 +37,7 @@ def test_a_bug_exits_70_with_traceback(monkeypatch, capsys):
 
     monkeypatch.setattr(cli.cli, "main", boom)
     code, _, err = run_cli(["doctor"], capsys)
-    assert code == cli.EXIT_BUG
+    assert code == EXIT_BUG
     assert "Traceback" in err and "internal error" in err
 
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
 from factory.core.errors import ConfigError
 from factory.core.platforms import Platform
+from factory.spec import config
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from factory import cli
-from factory.spec import config
 from factory.core.errors import ConfigError
+from factory.spec import config
 
 CORPUS = Path(__file__).parent / "hostile_config"
 TIME_LIMIT = 1.0  # seconds per file, including the CLI's start; most take a few milliseconds

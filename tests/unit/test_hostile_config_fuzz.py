@@ -13,13 +13,21 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
-from factory.spec import config
-from factory.spec import manifest
-from factory.render import contexts as render
 from factory.core.errors import ConfigError, ManifestError
-from tests.unit.test_manifest_property import GOOD, KEY_PATHS, _set, json_like, value, yaml_tokens
+from factory.render import contexts as render
+from factory.spec import config, manifest
+from tests.unit.test_manifest_property import (
+    GOOD,
+    KEY_PATHS,
+    _set,
+    json_like,
+    value,
+    yaml_tokens,
+)
 
 GOOD_CONFIG = {
     "registry": "ghcr.io", "repository": "myorg/base", "insecure_registries": ["127.0.0.1:5000"],

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
-from factory.spec import manifest
 from factory.core.errors import ManifestError
 from factory.core.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
 from factory.core.platforms import Platform
+from factory.spec import config, manifest
 
 DIGEST = "sha256:" + "c4" * 32
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from factory import cli
-from factory.spec import policy
 from factory.core.errors import Problem
+from factory.spec import policy
 
 DIGEST = "sha256:" + "c4" * 32
 

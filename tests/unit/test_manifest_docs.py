@@ -20,8 +20,7 @@ def _load_docgen():
 
 
 docgen = _load_docgen()
-from factory.spec import config
-from factory.spec import manifest
+from factory.spec import config, manifest
 
 
 def test_the_committed_doc_is_current():

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
-from factory.spec import manifest
 from factory.core.errors import ManifestError
+from factory.spec import config, manifest
 
 HOSTILE = Path(__file__).parent / "hostile"
 TIME_LIMIT = 1.0  # seconds per file, on a slow CI machine; most take a millisecond

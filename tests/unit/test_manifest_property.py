@@ -8,12 +8,13 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
-from factory.spec import config
-from factory.spec import manifest
 from factory.core.errors import ManifestError
 from factory.core.model import Manifest
+from factory.spec import config, manifest
 
 GOOD = {
     "apiVersion": "factory/v1", "name": "good", "version": "1.2", "description": "A good image",

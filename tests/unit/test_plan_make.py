@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pytest
 
-from factory.spec import config
-from factory.spec import manifest
-from factory.render import plan
-from factory.render import contexts as render
-from factory.core.errors import UsageError
 from factory.adapters.gitinfo import Revision
+from factory.core.errors import UsageError
 from factory.oci.layout import Descriptor
+from factory.render import contexts as render
+from factory.render import plan
+from factory.spec import config, manifest
 
 UP1 = "sha256:" + "1" * 64
 UP2 = "sha256:" + "2" * 64

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.spec import config
-from factory.spec import policy
 from factory.core.model import Manifest, Upstream, User, Variant, Waiver
 from factory.core.platforms import parse_all
+from factory.spec import config, policy
 
 TODAY = date(2026, 11, 28)
 GOOD_DIGEST = "sha256:" + "0123456789abcdef" * 4

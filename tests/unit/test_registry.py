@@ -7,12 +7,11 @@ import json
 
 import pytest
 
+from factory.core.errors import RegistryAuthError, RegistryError
 from factory.oci.registry import (
     Credentials,
     Ref,
     Registry,
-    RegistryAuthError,
-    RegistryError,
     api_host,
     auth_from_config,
     credentials_for,

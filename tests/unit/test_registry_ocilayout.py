@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.oci.layout import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    LayoutError,
-    OciLayout,
-    sha256_digest,
-)
+from factory.core.errors import LayoutError
+from factory.oci.layout import OCI_INDEX, OCI_MANIFEST, OciLayout, sha256_digest
 
 
 class LayoutWriter:

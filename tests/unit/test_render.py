@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from factory import cli
-from factory.spec import config
 from factory.core import platforms
-from factory.render import contexts as render
-from factory.core.errors import ConfigError, ManifestError, UsageError
+from factory.core.errors import ConfigError, ManifestError, RenderError, UsageError
 from factory.core.model import CaFile, Manifest, Upstream, User, Variant
+from factory.render import contexts as render
+from factory.spec import config
 
 GOLDEN = Path(__file__).parent / "golden"
 TEST_CERTS = Path(__file__).parents[1] / "data" / "certs"  # fixed CA certificates (tests/data/README.md)
@@ -544,7 +544,7 @@ def test_quote_value(value, quoted):
 
 @pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\0b", "\x1b[31m", "a\x85b", "a\u2029b", "\ud800"])
 def test_quote_value_refuses_what_is_not_a_single_line(value):
-    with pytest.raises(render.RenderError, match="U\\+"):
+    with pytest.raises(RenderError, match="U\\+"):
         render.quote_value(value, "k")
 
 

@@ -15,12 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from factory.render import contexts as render
 from factory.core.errors import ManifestError
 from factory.core.model import Upstream, User, Variant
-from tests.unit.test_render import CASES, DIGEST_A, logical_lines, make_manifest, make_settings
+from factory.render import contexts as render
+from tests.unit.test_render import (
+    CASES,
+    DIGEST_A,
+    logical_lines,
+    make_manifest,
+    make_settings,
+)
 
 HOSTILE_CHARS = list('\n\r\\"\'$ {}#=;&|`<>()[],:@/.-_\t\x00\x0b\x0c\x85\u2028\u2029') + list("RUNaz09")
 HOSTILE_VALUES = [

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.core.errors import EnvironmentProblem
-from factory.oci.layout import OCI_MANIFEST, Descriptor
 from factory.build.sbom import (
     LicenseFinding,
     Package,
-    SbomError,
     SyftSbom,
     TrivySbom,
     choose_generator,
@@ -25,6 +22,8 @@ from factory.build.sbom import (
     purl_type,
     view_index,
 )
+from factory.core.errors import EnvironmentProblem, LayoutError, SbomError
+from factory.oci.layout import OCI_MANIFEST, Descriptor
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sbom"
 DENY = ["AGPL-1.0", "AGPL-3.0", "AGPL-3.0-only", "AGPL-3.0-or-later", "SSPL-1.0"]  # config defaults
@@ -337,7 +336,6 @@ def test_platform_view_holds_only_that_platform(tmp_path):
 
 
 def test_platform_view_of_a_missing_platform_names_the_ones_there(tmp_path):
-    from factory.oci.layout import LayoutError
     from factory.build.sbom import platform_view
 
     write_layout(tmp_path / "layout")

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from factory.core.errors import UsageError
 from factory.build.scan import (
     DB_UNAVAILABLE,
     IGNORE_SCHEMA,
     Ignore,
-    IgnoreFileError,
     RecordedScanner,
-    ScanError,
     ScanReport,
     TrivyScanner,
     Vulnerability,
@@ -25,6 +22,7 @@ from factory.build.scan import (
     parse_trivy_report,
     trivy_db_status,
 )
+from factory.core.errors import IgnoreFileError, ScanError, UsageError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trivy"
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from factory.spec import config
-from factory.core.errors import ConfigError, EnvironmentProblem, UsageError
-from factory.trust.sign import KeylessIdentity, Signer, ensure_dev_key, is_key_uri
 from factory.adapters.tools import Runner
+from factory.core.errors import ConfigError, EnvironmentProblem, UsageError
+from factory.spec import config
+from factory.trust.sign import KeylessIdentity, Signer, ensure_dev_key, is_key_uri
 
 DIGEST = "sha256:" + "a" * 64
 

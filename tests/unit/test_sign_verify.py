@@ -2,9 +2,14 @@
 
 import pytest
 
+from factory.core.errors import VerificationFailed
 from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
-from factory.trust.sign import VerificationFailed
-from factory.trust.verify import Finding, VerifyReport, _base_label_finding, _conformance
+from factory.trust.verify import (
+    Finding,
+    VerifyReport,
+    _base_label_finding,
+    _conformance,
+)
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 INDEX = {"linux/amd64": A, "linux/arm64": B}

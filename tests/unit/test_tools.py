@@ -1,7 +1,7 @@
 import pytest
 
-from factory.core.errors import EnvironmentProblem
 from factory.adapters.tools import Runner
+from factory.core.errors import EnvironmentProblem
 
 
 def test_missing_tool_is_one_clear_error(tmp_path):

@@ -1,7 +1,14 @@
 import pytest
 
 from factory.core.versioning import (
-    Version, floating_tags, floating_tags_to_move, immutable_tag, latest, next_version, tag_prefix, versions_in,
+    Version,
+    floating_tags,
+    floating_tags_to_move,
+    immutable_tag,
+    latest,
+    next_version,
+    tag_prefix,
+    versions_in,
 )
 
 TAGS = ["py-v1.2.0", "py-v1.2.1", "py-v1.3.0", "py-v2.0.0", "py-v1.2", "py", "py-debug-v1.2.0", "pyx-v1.2.7",
