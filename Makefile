@@ -45,7 +45,9 @@ unit: venv
 integration: services
 	$(PYTEST) tests/integration -q
 
-check: venv  ## the repository's own manifests and rendered contexts are valid and current
+check: venv  ## types (mypy --strict), lint (ruff), and the repository's manifests and rendered contexts
+	$(BIN)/mypy
+	$(BIN)/ruff check
 	@if [ -d manifests ] && ls manifests/*.yaml >/dev/null 2>&1; then \
 	  $(FACTORY) validate && $(FACTORY) render --check; \
 	else echo "check: no manifests yet"; fi
