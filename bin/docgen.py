@@ -18,7 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.spec import config, manifest, yamlload
+from factory.spec import manifest, schemas, yamlload
+from factory.spec.schemas import Schema
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "manifests.md"
 REGENERATE = "python bin/docgen.py"
@@ -115,33 +116,37 @@ class Row:
     description: str
 
 
+def _resolved(node: Schema) -> Schema:
+    return schemas.resolve_ref(node, schemas.load("manifest"))
+
+
 def rows() -> list[Row]:
     """One row per key, nested keys as dotted paths (list items as `tests[].name`)."""
     out: list[Row] = []
-    _walk(manifest.schema(), "", out)
+    _walk(schemas.load("manifest"), "", out)
     return out
 
 
-def _walk(node: dict, prefix: str, out: list[Row]) -> None:
+def _walk(node: Schema, prefix: str, out: list[Row]) -> None:
     required = set(node.get("required", ()))
-    for key, sub in node.get("properties", {}).items():
-        sub = manifest.resolve_ref(sub)
+    for key, written in node.get("properties", {}).items():
+        sub = _resolved(written)
         path = f"{prefix}{key}"
         out.append(Row(path, _type(sub), _required(prefix, key, required), _default(path, sub),
                        _form(sub), sub.get("description", "")))
         if sub.get("type") == "object" and "properties" in sub:
             _walk(sub, f"{path}.", out)
-        items = manifest.resolve_ref(sub.get("items", {}))
+        items = _resolved(sub.get("items", {}))
         if items.get("type") == "object":
             _walk(items, f"{path}[].", out)
 
 
-def _type(node: dict) -> str:
-    kind = node.get("type")
+def _type(node: Schema) -> str:
+    kind = str(node.get("type"))
     if kind == "array":
-        return f"list of {_type(manifest.resolve_ref(node.get('items', {})))}"
+        return f"list of {_type(_resolved(node.get('items', {})))}"
     if kind == "object" and "properties" not in node:
-        return f"mapping of text to {_type(manifest.resolve_ref(node.get('additionalProperties', {})))}"
+        return f"mapping of text to {_type(_resolved(node.get('additionalProperties', {})))}"
     if kind == "object":
         return "mapping"
     if "enum" in node or "const" in node:
@@ -155,7 +160,7 @@ def _required(prefix: str, key: str, required: set[str]) -> str:
     return "yes" if key in required else ""
 
 
-def _default(path: str, node: dict) -> str:
+def _default(path: str, node: Schema) -> str:
     if path in _CONFIG_DEFAULTS:
         where = _CONFIG_DEFAULTS[path]
         value = _config_default(where)
@@ -165,14 +170,14 @@ def _default(path: str, node: dict) -> str:
     return ""
 
 
-def _config_default(where: tuple[str, ...]):
-    node = config.schema()
+def _config_default(where: tuple[str, ...]) -> object:
+    node = schemas.load("config")
     for key in where:
         node = node["properties"][key]
     return node["default"]
 
 
-def _form(node: dict) -> str:
+def _form(node: Schema) -> str:
     parts = []
     if "const" in node:
         parts.append(f"`{node['const']}`")
@@ -183,10 +188,10 @@ def _form(node: dict) -> str:
     if "propertyNames" in node:
         names = node["propertyNames"]
         parts.append(f"keys: {manifest.PATTERN_WORDS[names['pattern']]}")
-        values = manifest.resolve_ref(node.get("additionalProperties", {}))
+        values = _resolved(node.get("additionalProperties", {}))
         if "pattern" in values:
             parts.append(f"values: {manifest.PATTERN_WORDS[values['pattern']]}")
-    items = manifest.resolve_ref(node.get("items", {}))
+    items = _resolved(node.get("items", {}))
     if "pattern" in items:
         parts.append(f"items: {manifest.PATTERN_WORDS[items['pattern']]}")
     for keyword, words in (("minLength", "at least {} characters"), ("maxLength", "at most {} characters"),
@@ -200,7 +205,7 @@ def _form(node: dict) -> str:
     return "; ".join(parts)
 
 
-def _yaml(value) -> str:
+def _yaml(value: object) -> str:
     """A default as YAML flow text: `UTC`, `true`, `[linux/amd64, linux/arm64]`, `{name: app, ...}`."""
     if isinstance(value, dict):
         return "`{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}`"
@@ -209,7 +214,7 @@ def _yaml(value) -> str:
     return f"`{_plain(value)}`"
 
 
-def _plain(value) -> str:
+def _plain(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -241,7 +246,7 @@ def render() -> str:
     checks = _CHECKS.format(max_kib=yamlload.MAX_BYTES // 1024, depth=yamlload.MAX_DEPTH,
                             aliases=yamlload.MAX_ALIASES)
     example = f"## Example\n\n```yaml\n{EXAMPLE}```\n"
-    schema_text = json.dumps(manifest.schema(), indent=2)
+    schema_text = json.dumps(schemas.load("manifest"), indent=2)
     published = f"## The schema\n\n```json\n{schema_text}\n```\n"
     return header + intro + "\n".join(table) + "\n\n" + checks + "\n" + example + "\n" + published
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sys
 import traceback
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 
 import click
 
 from factory import __version__
-from factory.adapters.docker import Docker
-from factory.adapters.tools import Runner
-from factory.core import log
+from factory.adapters import ci, gitinfo
+from factory.consume import changelog, site
+from factory.context import RunContext
+from factory.core import log, platforms
 from factory.core.errors import (
     EXIT_BUG,
     EXIT_ENVIRONMENT,
@@ -32,40 +33,19 @@ from factory.core.errors import (
     UsageError,
     ValidationFailed,
 )
-from factory.spec import config
+from factory.ops import doctor as doctor_mod
+from factory.ops import drift as drift_mod
+from factory.ops import seed as seed_mod
+from factory.publish import pipeline
+from factory.publish import report as report_mod
+from factory.render import contexts as render_mod
+from factory.render import plan as plan_mod
+from factory.security import check as security_check
+from factory.spec import certs, manifest, policy
+from factory.trust import sign
+from factory.trust import verify as verify_mod
 
-
-@dataclass
-class Context:
-    config_path: Path | None
-    _registries: dict = field(default_factory=dict, repr=False)
-
-    @cached_property
-    def settings(self) -> config.Settings:
-        return config.load(self.config_path)
-
-    @cached_property
-    def runner(self) -> Runner:
-        return Runner(extra_path=(self.settings.tools_bin,), only_path=self.settings.tools_path)
-
-    @cached_property
-    def docker(self) -> Docker:
-        return Docker(self.runner, builder=self.settings.builder)
-
-    def registry(self, host: str):
-        """One client (one connection pool, one token cache) per registry host for this invocation."""
-        from factory.oci import registry
-
-        if host not in self._registries:
-            retry = self.settings.registry_client
-            self._registries[host] = registry.Registry(
-                host, insecure=self.settings.registry_is_insecure(host),
-                auth=registry.credentials_for(host, runner=self.runner), retries=retry.retries,
-                backoff=retry.backoff_seconds, timeout=retry.timeout_seconds)
-        return self._registries[host]
-
-
-pass_ctx = click.make_pass_decorator(Context)
+pass_ctx = click.make_pass_decorator(RunContext)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,18 +56,16 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("-v", "--verbose", count=True, help="Debug logs (commands run, timings).")
 @click.version_option(__version__, prog_name="factory")
 @click.pass_context
-def cli(click_ctx: click.Context, config_path: Path | None, log_format: str, verbose: int) -> None:
+def cli(click_ctx: click.Context, config_path: Path | None, log_format: log.LogFormat, verbose: int) -> None:
     """Build, test, sign and publish the organisation's container base images."""
-    log.configure(log_format, verbose)  # type: ignore[arg-type]
-    click_ctx.obj = Context(config_path)
+    log.configure(log_format, verbose)  # click.Choice above admits only the LogFormat values
+    click_ctx.obj = RunContext(config_path)
 
 
 @cli.command()
 @pass_ctx
-def doctor(ctx: Context) -> None:
+def doctor(ctx: RunContext) -> None:
     """Check the toolchain and local services; exit 2 with what to do when something is missing."""
-    from factory.ops import doctor as doctor_mod
-
     report = doctor_mod.run(ctx.settings, ctx.runner, ctx.docker)
     click.echo(report.render())
     if not report.ok:
@@ -97,13 +75,11 @@ def doctor(ctx: Context) -> None:
 @cli.command()
 @click.argument("names", nargs=-1)
 @pass_ctx
-def seed(ctx: Context, names: tuple[str, ...]) -> None:
+def seed(ctx: RunContext, names: tuple[str, ...]) -> None:
     """Push locally made upstream images (busybox, noshell, debian) to the registry; print their refs.
 
     For the demo and the integration tests: there is no Docker Hub here.
     """
-    from factory.ops import seed as seed_mod
-
     seeder = seed_mod.Seeder(ctx.settings, ctx.runner, ctx.docker)
     seeded = seeder.seed(names or tuple(seed_mod.FIXTURES), ctx.settings.platforms)
     click.echo(seed_mod.as_json(seeded))
@@ -114,10 +90,6 @@ def seed(ctx: Context, names: tuple[str, ...]) -> None:
               show_default=True, help="markdown is docs/policy.md: factory policy --format markdown > docs/policy.md")
 def policy_cmd(fmt: str) -> None:
     """List the policy rules: id, severity, stage, and whether a manifest may waive it."""
-    import json
-
-    from factory.spec import policy
-
     if fmt == "json":
         click.echo(json.dumps(policy.rule_table_rows(), indent=2))
     elif fmt == "markdown":
@@ -129,48 +101,36 @@ def policy_cmd(fmt: str) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @pass_ctx
-def validate(ctx: Context, paths: tuple[Path, ...]) -> None:
+def validate(ctx: RunContext, paths: tuple[Path, ...]) -> None:
     """Check manifests (files or folders; default: all of manifests_dir): structure, meaning, policy.
 
     Prints every problem as `path:line: key.path: message`, then a summary; exits 1 on any error.
     """
-    from factory.spec import certs, manifest, policy
-
     settings = ctx.settings
     try:
-        catalog = manifest.load_all(settings, list(paths) or None)
+        manifests = manifest.load_all(settings, list(paths) or None)
     except ManifestError as e:
         _echo_problems(e.problems)
         checked = len(manifest.find_files(settings, list(paths) or None)[0])
         click.echo(f"validated {checked} manifests: {len(e.problems)} errors, 0 warnings "
                    "(policy runs once these are fixed)")
         raise ValidationFailed(len(e.problems)) from None
-    findings = policy.evaluate(catalog, settings, today=date.today())
-    findings += certs.problems(catalog, settings)  # the CA files of factory.yaml and the manifests
+    findings = policy.evaluate(manifests, settings, today=date.today())
+    findings += certs.problems(manifests, settings)  # the CA files of factory.yaml and the manifests
     _echo_problems(findings)
     errors = sum(p.severity == "error" for p in findings)
-    click.echo(f"validated {len(catalog)} manifests: {errors} errors, {len(findings) - errors} warnings")
+    click.echo(f"validated {len(manifests)} manifests: {errors} errors, {len(findings) - errors} warnings")
     if errors:
         raise ValidationFailed(errors)
 
 
-def _echo_problems(problems) -> None:
-    from factory.spec.manifest import shown_path
-
-    for p in sorted(problems, key=lambda p: (shown_path(p.path), p.line or 0, p.key)):
-        p = replace(p, path=shown_path(p.path))
+def _echo_problems(problems: Iterable[Problem]) -> None:
+    for found in sorted(problems, key=lambda p: (manifest.shown_path(p.path), p.line or 0, p.key)):
+        p = replace(found, path=manifest.shown_path(found.path))
         click.echo(("warning: " if p.severity == "warning" else "") + str(p))
-        if os.environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the file in the PR view
-            click.echo(_github_annotation(p))
-
-
-def _github_annotation(p: Problem) -> str:
-    def escape(text: str) -> str:
-        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-    level = "warning" if p.severity == "warning" else "error"
-    where = f"file={escape(p.path)}" + (f",line={p.line}" if p.line else "")
-    return f"::{level} {where},title={escape(p.key or 'manifest').replace(',', '%2C')}::{escape(p.message)}"
+        if ci.on_github():  # an annotation on the file in the PR view
+            click.echo(ci.annotation("warning" if p.severity == "warning" else "error", p.message, file=p.path,
+                                     line=p.line, title=p.key or "manifest"))
 
 
 @cli.command()
@@ -185,23 +145,15 @@ def _github_annotation(p: Problem) -> str:
 @click.option("--push-by-digest-only", is_flag=True,
               help="Fan-out: push, sign and attest by digest, write no tag; `factory merge` finishes.")
 @pass_ctx
-def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
+def publish(ctx: RunContext, names: tuple[str, ...], all_: bool, report_path: Path | None, force: bool,
             scan_report: Path | None, only_platform: str | None, push_by_digest_only: bool) -> None:
     """Build, test, gate, push by digest, sign, attest and tag the named images."""
-    from factory.core import platforms
-    from factory.publish import pipeline
-
     if not names and not all_:
         raise UsageError("name the images to publish, or pass --all")
     if bool(only_platform) != push_by_digest_only:
         raise UsageError("--platform and --push-by-digest-only go together: a single-platform image is never tagged")
-    if only_platform:
-        try:
-            only_platform = str(platforms.parse(only_platform))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
     report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report,
-                              only_platform=only_platform)
+                              only_platform=_platform(only_platform) if only_platform else None)
     _end_of_run(report, report_path)
 
 
@@ -211,20 +163,14 @@ def publish(ctx: Context, names: tuple[str, ...], all_: bool, report_path: Path 
               help="A platform image pushed by `publish --platform P --push-by-digest-only` (repeat per platform).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
-def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path | None) -> None:
+def merge(ctx: RunContext, name: str, digests: tuple[str, ...], report_path: Path | None) -> None:
     """Fan-out's last step: one index from the per-platform digests, then sign, attest and tag."""
-    from factory.core import platforms
-    from factory.publish import pipeline
-
-    parsed = {}
+    parsed: dict[str, str] = {}
     for item in digests:
         platform, sep, digest = item.partition("=")
         if not sep or not digest.startswith("sha256:"):
             raise UsageError(f"--digest {item!r}: expected PLATFORM=sha256:<digest>")
-        try:
-            parsed[str(platforms.parse(platform))] = digest
-        except ValueError as e:
-            raise UsageError(f"--digest {item!r}: {e}") from None
+        parsed[_platform(platform, f"--digest {item!r}: ")] = digest
     report = pipeline.merge(ctx, name, parsed)
     _end_of_run(report, report_path)
 
@@ -239,26 +185,12 @@ def merge(ctx: Context, name: str, digests: tuple[str, ...], report_path: Path |
               help="github-matrix: the runner label for a platform (default linux/arm64=ubuntu-24.04-arm).")
 @click.option("--stats", is_flag=True, help="Print the number of registry requests to stderr.")
 @pass_ctx
-def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int | None, runners: tuple[str, ...],
+def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: int | None, runners: tuple[str, ...],
          stats: bool) -> None:
     """What must be built and why: new, upstream changed, parent changed, manifest changed, forced.
     Informational: exits 0 whatever it finds."""
-    import json
-
-    from factory.adapters import gitinfo
-    from factory.render import contexts as render
-    from factory.render import plan as plan_mod
-    from factory.spec import manifest
-
     labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
-    catalog = manifest.load_all(ctx.settings)
-    render.select(catalog, names)  # an unknown name is a usage error with a hint
-    stale = render.check(catalog, ctx.settings)
-    if stale:  # the plan fingerprints the committed contexts, as publish does; publish refuses stale ones
-        log.get("plan").warning("images/ is not what the manifests render: this plans the committed contexts, "
-                                "and publish refuses until you run `factory render`",
-                                stale_files=render.stale_files(stale))
-    result = plan_mod.make_plan(catalog, ctx.settings, ctx.registry, names, force=force)
+    result = pipeline.plan(ctx, names, force=force)
     if fmt == "table":
         click.echo(plan_mod.table(result))
     elif fmt == "json":
@@ -268,7 +200,7 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int
     else:
         bake = plan_mod.bake(result, ctx.settings, gitinfo.revision(ctx.settings.root))
         click.echo(json.dumps(bake, indent=2))
-    requests = sum(sum(r.requests_made.values()) for r in ctx._registries.values())
+    requests = ctx.registry_requests()
     log.get("plan").debug("registry requests", requests=requests)
     if stats:
         click.echo(f"registry requests: {requests}", err=True)
@@ -279,10 +211,8 @@ def plan(ctx: Context, names: tuple[str, ...], fmt: str, force: bool, level: int
 @click.option("--no-commit", is_flag=True, help="Update manifests and contexts in the work tree, commit nothing.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
-def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
+def nightly(ctx: RunContext, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
     """drift --update --commit, render, plan, publish what changed (and everything built on it)."""
-    from factory.publish import pipeline
-
     report = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
     click.echo("\n".join(report.notes))
     _end_of_run(report, report_path)
@@ -294,20 +224,16 @@ def nightly(ctx: Context, branch: str | None, no_commit: bool, report_path: Path
 @click.option("--branch", help="With --commit: commit on this branch (created from HEAD when missing).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_ctx
-def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: str) -> None:
+def drift(ctx: RunContext, update: bool, commit_: bool, branch: str | None, fmt: str) -> None:
     """Compare each upstream tag's current digest with the pinned one. Exit 3 when something drifted."""
-    from factory.ops import drift as drift_mod
-    from factory.spec import manifest
-
     if commit_ and not update:
         raise UsageError("--commit needs --update")
-    catalog = manifest.load_all(ctx.settings)
-    result = drift_mod.run(catalog, ctx.registry, update=update, commit=commit_, branch=branch,
+    result = drift_mod.run(manifest.load_all(ctx.settings), ctx.registry, update=update, commit=commit_, branch=branch,
                            repo_root=ctx.settings.root)
     click.echo(drift_mod.as_json(result.drifts) if fmt == "json" else drift_mod.table(result.drifts))
     if result.drifted:
         raise DriftFound(f"{len(result.drifted)} upstream(s) drifted"
-                                   + (" (manifests updated)" if result.updated else ""))
+                         + (" (manifests updated)" if result.updated else ""))
 
 
 @cli.command()
@@ -315,25 +241,22 @@ def drift(ctx: Context, update: bool, commit_: bool, branch: str | None, fmt: st
 @click.option("--check", is_flag=True,
               help="Write nothing: print a diff and exit 1 when images/ differs from what the manifests render.")
 @pass_ctx
-def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
+def render(ctx: RunContext, names: tuple[str, ...], check: bool) -> None:
     """Render build contexts into images/<name>/ (all manifests, or the NAMES given)."""
-    from factory.render import contexts as render_mod
-    from factory.spec.manifest import load_all
-
     settings = ctx.settings
-    catalog = render_mod.select(load_all(settings), names)
+    selected = render_mod.select(manifest.load_all(settings), names)
     if check:
-        diff = render_mod.check(catalog, settings)
+        diff = render_mod.check(selected, settings)
         if diff:
             click.echo(diff, nl=False)
             raise StaleRender(f"{render_mod.stale_files(diff)} rendered file(s) are stale",
-                                         hint="run `factory render` and commit images/")
-        click.echo(f"{len(catalog)} image context(s) up to date")
+                              hint="run `factory render` and commit images/")
+        click.echo(f"{len(selected)} image context(s) up to date")
         return
-    touched = render_mod.write_all(catalog, settings)
+    touched = render_mod.write_all(selected, settings)
     for path in touched:
         click.echo(f"{'removed' if not path.exists() else 'wrote'} {render_mod.display_path(path, settings)}")
-    click.echo(f"rendered {len(catalog)} image context(s): {len(touched)} file(s) changed")
+    click.echo(f"rendered {len(selected)} image context(s): {len(touched)} file(s) changed")
 
 
 @cli.command()
@@ -345,20 +268,13 @@ def render(ctx: Context, names: tuple[str, ...], check: bool) -> None:
 @click.option("--certificate-oidc-issuer", "issuer", metavar="URL",
               help="Keyless: the OIDC issuer, e.g. https://token.actions.githubusercontent.com.")
 @pass_ctx
-def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None, issuer: str | None) -> None:
+def verify(ctx: RunContext, ref: str, public_key: Path | None, identity: str | None, issuer: str | None) -> None:
     """Verify a published image (tag or digest): signatures, SBOM per platform, conformance, provenance, labels."""
-    from factory.spec import manifest
-    from factory.trust import sign
-    from factory.trust import verify as verify_mod
-
     if bool(identity) != bool(issuer):
         raise UsageError("keyless verification needs both --certificate-identity and --certificate-oidc-issuer")
     keyless = sign.KeylessIdentity(identity, issuer) if identity and issuer else None
     signer = sign.Signer(ctx.settings, ctx.runner)
-    try:
-        manifests = manifest.load_all(ctx.settings)
-    except ManifestError:
-        manifests = {}  # verifying needs no local manifests; the label check just has less to compare
+    manifests = verify_mod.local_manifests(ctx.settings)
     report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key, identity=keyless)
     click.echo(report.render())
     if report.index_digest:
@@ -370,10 +286,8 @@ def verify(ctx: Context, ref: str, public_key: Path | None, identity: str | None
 
 @cli.command()
 @pass_ctx
-def keygen(ctx: Context) -> None:
+def keygen(ctx: RunContext) -> None:
     """Create the development cosign key pair under the state folder (once; never overwritten)."""
-    from factory.trust import sign
-
     key, pub = sign.ensure_dev_key(ctx.settings, ctx.runner)
     click.echo(f"private key: {key}\npublic key:  {pub}")
 
@@ -386,29 +300,11 @@ def keygen(ctx: Context) -> None:
 @click.option("--platform", "reference_platform", default="linux/amd64", show_default=True,
               help="The platform whose SBOMs the changelogs compare.")
 @pass_ctx
-def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_platform: str) -> None:
+def catalog_cmd(ctx: RunContext, out_dir: Path, public_key: Path | None, reference_platform: str) -> None:
     """Write the catalog for app teams from the registry: every image, version and changelog."""
-    from factory.consume import catalog, site
-    from factory.core import platforms
-    from factory.spec import manifest
-    from factory.trust import sign
-
-    try:
-        reference_platform = str(platforms.parse(reference_platform))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    settings = ctx.settings
-    if settings.manifests_dir.is_dir():
-        manifests = manifest.load_all(settings)  # invalid manifests fail here: no silent "EOL unknown"
-    else:
-        log.get("catalog").warning("no manifests folder: upstream, parent and EOL unknown",
-                                   manifests_dir=str(settings.manifests_dir))
-        manifests = {}
-    signer = sign.Signer(settings, ctx.runner)
-    collector = catalog.Collector(settings, ctx.registry, signer, manifests, today=date.today(),
-                                  public_key=public_key, reference_platform=reference_platform)
-    result = collector.collect()
-    site.write(result, out_dir, public_key_file=collector.key_file)
+    signer = sign.Signer(ctx.settings, ctx.runner)
+    result = site.build(ctx.settings, ctx.registry, signer, out_dir, today=date.today(), public_key=public_key,
+                        reference_platform=_platform(reference_platform))
     versions = sum(len(i.versions) for i in result.images)
     click.echo(f"catalog: {len(result.images)} images, {versions} versions -> {out_dir / 'index.html'}")
 
@@ -421,34 +317,45 @@ def catalog_cmd(ctx: Context, out_dir: Path, public_key: Path | None, reference_
 @click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="cosign public key to verify the SBOM attestations with.")
 @pass_ctx
-def diff_cmd(ctx: Context, ref_a: str, ref_b: str, platform: str, fmt: str, public_key: Path | None) -> None:
+def diff_cmd(ctx: RunContext, ref_a: str, ref_b: str, platform: str, fmt: str, public_key: Path | None) -> None:
     """Packages added, removed, upgraded from REF_A to REF_B (tags or digests), from their verified SBOMs."""
-    from factory.consume import changelog
-    from factory.core import platforms
-    from factory.trust import sign
-
-    try:
-        platform = str(platforms.parse(platform))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    platform = _platform(platform)
     signer = sign.Signer(ctx.settings, ctx.runner)
-    old, new = (changelog.published_sbom(ref, platform, ctx.registry, signer, public_key=public_key)
-                for ref in (ref_a, ref_b))
-    diff = changelog.diff_sboms(old.sbom, new.sbom)
+    diff, old, new = changelog.compare(ref_a, ref_b, platform, ctx.registry, signer, public_key=public_key)
     if fmt == "json":
         click.echo(changelog.as_json(diff, old, new))
     else:
         click.echo(f"{ref_a} -> {ref_b} ({platform})\n{changelog.table(diff)}")
 
 
-def _end_of_run(report, report_path: Path | None) -> None:
-    """Write the report, print the summary, and fail (exit 1) when any image failed."""
-    from factory.publish import pipeline
+@cli.command("fixes")
+@click.argument("names", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="cosign public key to verify the SBOM attestations with.")
+@pass_ctx
+def fixes_cmd(ctx: RunContext, names: tuple[str, ...], fmt: str, public_key: Path | None) -> None:
+    """Pending distro fixes of each image's current version, per platform, from its verified SBOM.
+    Exit 4 when a security fix is pending, 0 when none (other updates only: 0 with a note), 2 when a check failed."""
+    result = security_check.run(ctx.settings, ctx.runner, ctx.registry, names, public_key=public_key)
+    click.echo(result.render(fmt))
+    result.raise_for_outcome()
 
+
+def _platform(text: str, where: str = "") -> str:
+    """The normalised platform, or a usage error (``where`` says which argument)."""
+    try:
+        return str(platforms.parse(text))
+    except ValueError as e:
+        raise UsageError(f"{where}{e}") from None
+
+
+def _end_of_run(report: report_mod.RunReport, report_path: Path | None) -> None:
+    """Write the report, print the summary, and fail (exit 1) when any image failed."""
     if report_path:
         report_path.write_text(report.to_json())
     if report.images:
-        click.echo(pipeline.summary(report))
+        click.echo(report_mod.summary(report))
     if not report.ok:
         raise PublishFailed(report.failure_lines())
 
@@ -467,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ENVIRONMENT)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except Exception:  # a bug: show everything needed for a report
+    except Exception:  # noqa: BLE001  (the one top-level handler: a bug, so show everything a report needs)
         traceback.print_exc()
         click.echo(f"factory {__version__}: internal error (a bug); please report the traceback above",
                    err=True)

@@ -1,0 +1,1 @@
+"""The one place each external tool is called: docker/buildx, every other command, git, CI output."""

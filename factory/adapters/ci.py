@@ -35,6 +35,13 @@ def error(message: str, *, title: str = "") -> None:
         print(prefix + _escape(message), flush=True)
 
 
+def annotation(level: str, message: str, *, file: str, line: int | None = None, title: str = "") -> str:
+    """A ``::error`` or ``::warning`` workflow command that marks ``file`` (at ``line``) in the PR view."""
+    where = f"file={_escape(file)}" + (f",line={line}" if line else "")
+    # A comma would end the title property early; the message after `::` may hold one.
+    return f"::{level} {where},title={_escape(title).replace(',', '%2C')}::{_escape(message)}"
+
+
 def summary(markdown: str) -> None:
     """Append to the job summary page (GITHUB_STEP_SUMMARY)."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")

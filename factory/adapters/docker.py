@@ -6,7 +6,7 @@ which buildx's docker driver cannot build or load multi-platform images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -54,7 +54,7 @@ class Docker:
         """Engine facts, read once per process; raises when the engine cannot do our job."""
         try:
             info = self.client.system.info()
-            version = self.client.version().server.version
+            server = self.client.version().server
             builder = self.client.buildx.inspect(self._builder, bootstrap=True)
         except DockerException as e:
             raise EnvironmentProblem(
@@ -62,11 +62,12 @@ class Docker:
                 hint="run `make services` to start dockerd, or set DOCKER_HOST",
             ) from None
         driver_status = " ".join(" ".join(map(str, pair)) for pair in (info.driver_status or []))
-        platforms = tuple(str(p) for node in builder.nodes for p in (node.platforms or []))
+        platforms = tuple(str(p) for node in (builder.nodes or []) for p in (node.platforms or []))
         return EngineInfo(
-            server_version=version,
+            # An engine that does not say its version counts as too old (check() says so).
+            server_version=str(server.version or "") if server else "",
             containerd_store="io.containerd.snapshotter" in driver_status,
-            builder=builder.name,
+            builder=builder.name or "",
             builder_platforms=platforms,
         )
 
@@ -112,6 +113,7 @@ class Docker:
                 provenance=False, sbom=False, cache=cache, builder=self._builder, progress="plain",
                 metadata_file=metadata_file, file=file, stream_logs=True,
             )
+            assert isinstance(lines, Iterator)  # what stream_logs=True returns: buildx's output lines
             for line in lines:
                 logger.debug("buildx", line=line.rstrip())
                 if on_line:
@@ -149,13 +151,12 @@ class Docker:
             network: str | None = None) -> tuple[int, str, str]:
         """Run a container to completion; returns (exit code, stdout, stderr). ``network``: e.g.
         "host", to reach a service on the host's loopback (the TLS handshake test)."""
-        opts = dict(read_only=True, cap_drop=["ALL"], security_options=["no-new-privileges"],
-                    tmpfs=["/tmp"]) if hardened else {}
-        if network:
-            opts["networks"] = [network]
         try:
+            # Empty lists and False add no flag: an unhardened run is a plain `docker run`.
             out = self.client.run(image, list(command), platform=platform, remove=True, user=user,
-                                  entrypoint=entrypoint, **opts)
+                                  entrypoint=entrypoint, read_only=hardened, cap_drop=["ALL"] if hardened else [],
+                                  security_options=["no-new-privileges"] if hardened else [],
+                                  tmpfs=["/tmp"] if hardened else [], networks=[network] if network else [])
             return 0, str(out or ""), ""
         except DockerException as e:
             return e.return_code, e.stdout or "", e.stderr or ""

@@ -1,11 +1,21 @@
-"""The repository, through GitPython: what a build records about it, and the commits the nightly makes."""
+"""The repository, through GitPython: what a build records about it, and the commits the nightly makes.
+
+GitPython runs `git version` when it is imported, and fails to import without a git binary. So it
+is imported only when a repository is opened: `factory validate` or `render` never start git (and
+work without it), and importing the CLI runs no process (the unit tests refuse processes).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import git
+from factory.core.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    import git
 
 
 @dataclass(frozen=True)
@@ -15,9 +25,17 @@ class Revision:
     dirty: bool
 
 
+def _open(root: Path) -> git.Repo:
+    import git  # here, not above: see the module docstring
+
+    return git.Repo(root, search_parent_directories=True)
+
+
 def revision(root: Path) -> Revision:
+    import git  # for its exception types; see the module docstring
+
     try:
-        repo = git.Repo(root, search_parent_directories=True)
+        repo = _open(root)
         head = repo.head.commit
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
         return Revision("unknown", 0, False)
@@ -26,16 +44,18 @@ def revision(root: Path) -> Revision:
 
 def checkout_branch(root: Path, branch: str) -> None:
     """Switch to ``branch``, creating it from HEAD when it does not exist."""
-    repo = git.Repo(root, search_parent_directories=True)
+    repo = _open(root)
     head = repo.heads[branch] if branch in repo.heads else repo.create_head(branch)
     head.checkout()
 
 
 def commit(root: Path, paths: list[Path], message: str) -> str | None:
     """Commit exactly ``paths`` (added, changed or removed); None when none of them changed."""
-    repo = git.Repo(root, search_parent_directories=True)
+    repo = _open(root)
+    if repo.working_tree_dir is None:
+        raise EnvironmentProblem(f"{root} is in a bare git repository: there is no work tree to commit from")
     top = Path(repo.working_tree_dir)
-    rel = [str(Path(p).resolve().relative_to(top)) for p in paths]
+    rel: list[str | os.PathLike[str]] = [str(Path(p).resolve().relative_to(top)) for p in paths]
     repo.git.add("--all", "--", *rel)
     if not repo.index.diff("HEAD", paths=rel):
         return None

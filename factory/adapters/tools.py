@@ -2,7 +2,8 @@
 
 It resolves the binary first (the project's tools folder, the venv's bin, then PATH; or only the
 folders of a hermetic ``tools_path``) so that a missing tool is one clear error; logs the argv, never
-the environment (secrets travel there); and turns a non-zero exit into a CommandError carrying argv, exit code and stderr, never into an empty result.
+the environment (secrets travel there); and turns a non-zero exit into a CommandError carrying argv,
+exit code and stderr, never into an empty result.
 docker and buildx do not come through here: they go through ``factory.docker`` (python-on-whales).
 """
 
@@ -66,11 +67,11 @@ class Runner:
         *,
         step: str = "",
         env: Mapping[str, str] | None = None,
-        input: str | bytes | None = None,
+        input: str | None = None,
         timeout: float | None = None,
         cwd: Path | None = None,
         check: bool = True,
-    ) -> subprocess.CompletedProcess:
+    ) -> subprocess.CompletedProcess[str]:
         """Run argv[0] resolved on the search path. ``env`` adds to (not replaces) the environment."""
         exe = self.require(argv[0])
         full_env = {**os.environ, "PATH": self.search_path, **(env or {})}
@@ -78,17 +79,17 @@ class Runner:
         logger.debug("run", argv=list(argv), step=step or None)
         start = time.monotonic()
         try:
+            # check=False: a failure is raised below as a CommandError, with the tool's stderr.
             proc = subprocess.run(
                 [exe, *argv[1:]], env=full_env, input=input, timeout=timeout, cwd=cwd,
-                capture_output=True, text=not isinstance(input, bytes),
+                capture_output=True, text=True, check=False,
             )
         except subprocess.TimeoutExpired as e:
             # subprocess.run kills the tool on a timeout: say so, and why
             raise CommandError(argv, -signal.SIGKILL, f"timed out after {timeout}s", step=step) from e
         logger.debug("ran", argv0=argv[0], rc=proc.returncode, seconds=round(time.monotonic() - start, 2))
         if check and proc.returncode != 0:
-            stderr = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
-            raise CommandError(argv, proc.returncode, stderr or str(proc.stdout)[-2000:], step=step)
+            raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout[-2000:], step=step)
         return proc
 
     def version(self, name: str, *args: str) -> str | None:

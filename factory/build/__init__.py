@@ -1,0 +1,1 @@
+"""Build with buildx, test under a hardened runtime, SBOM, vulnerability scan, and the gates."""

@@ -10,12 +10,12 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from factory.adapters.docker import Docker
 from factory.core import log, platforms, progress
 from factory.core.errors import BuildFailed, CommandError
+from factory.core.labels import created_timestamp as created_timestamp  # defined with the labels it fills
 from factory.oci.layout import OciLayout
 
 
@@ -43,10 +43,6 @@ class BuiltImage:
     @property
     def platform_digests(self) -> dict[str, str]:
         return self.layout.manifests
-
-
-def created_timestamp(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")

@@ -5,18 +5,20 @@ publish pipeline fails the image on any error finding."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, Literal
 
 from factory.build import sbom, scan
 from factory.build.buildx import BuiltImage
 from factory.core import log
 from factory.core.errors import Problem
 from factory.core.model import Manifest
+from factory.core.reference import Ref
 from factory.oci.layout import INDEX_TYPES
-from factory.oci.registry import Ref, Registry
+from factory.oci.registry import Registry
 from factory.spec import policy
 from factory.spec.config import Settings
 
@@ -31,7 +33,7 @@ class BaseImage:
 
 @dataclass
 class GateReport:
-    measurements: dict = field(default_factory=dict)
+    measurements: dict[str, Any] = field(default_factory=dict)  # JSON for the run report
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sboms: dict[str, Path] = field(default_factory=dict)  # platform -> CycloneDX file
@@ -77,7 +79,7 @@ def layer_and_size(m: Manifest, settings: Settings, built: BuiltImage, base: Bas
                   report)
 
 
-def sboms_and_licenses(m: Manifest, settings: Settings, built: BuiltImage, generator, workdir: Path,
+def sboms_and_licenses(m: Manifest, settings: Settings, built: BuiltImage, generator: sbom.SbomGenerator, workdir: Path,
                        report: GateReport, *, copyleft_approved: bool = False) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     for p in built.layout.platforms:
@@ -96,12 +98,14 @@ def sboms_and_licenses(m: Manifest, settings: Settings, built: BuiltImage, gener
                                    f"(policy.license_warn), e.g. {', '.join(warned[:5])}")
 
 
-def vulnerabilities(m: Manifest, settings: Settings, built: BuiltImage, scanner, ignores, report: GateReport,
-                    *, image: str) -> None:
+def vulnerabilities(m: Manifest, settings: Settings, built: BuiltImage, scanner: scan.Scanner,
+                    ignores: Iterable[scan.Ignore], report: GateReport, *, image: str) -> None:
+    # config.schema.json admits only these two values; Settings types the field as text.
+    db_unavailable: Literal["fail", "warn"] = "warn" if settings.policy.scanner_db_unavailable == "warn" else "fail"
     for p in built.layout.platforms:
         result = scan.gate(scanner.scan(built.layout.root, p), image=image,
                            fail_on=settings.policy.fail_on_severities, ignores=ignores,
-                           db_unavailable=settings.policy.scanner_db_unavailable)
+                           db_unavailable=db_unavailable)
         report.measurements.setdefault("vulnerabilities", {})[p] = result.as_dict()
         if not result.passed:
             report.errors.extend(f"{p}: {msg}" for msg in result.messages)

@@ -19,11 +19,12 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from factory.adapters.docker import Docker
 from factory.core import log
 from factory.core.errors import StepFailed
-from factory.core.model import Manifest
+from factory.core.model import ImageTest, Manifest
 from factory.oci.layout import OciLayout
 from factory.spec import certs
 
@@ -51,12 +52,13 @@ class Expectations:
     env: tuple[tuple[str, str], ...]
     ca_bundle: bool
     has_shell: bool
-    tests: tuple  # ImageTest
+    tests: tuple[ImageTest, ...]
     ca_fingerprints: tuple[str, ...] = ()  # SHA-256 of each org CA the bundle must hold
 
     @classmethod
     def for_manifest(cls, m: Manifest, *, debug: bool = False) -> Expectations:
-        env = m.env + (m.variant("debug").env if debug and m.variant("debug") else ())
+        variant = m.variant("debug") if debug else None
+        env = m.env + (variant.env if variant else ())
         return cls(m.user.uid, m.user.gid, m.timezone, env, m.ca_certificates or bool(m.certificates),
                    m.has_shell or debug, () if debug else m.tests, certs.fingerprints(m.certificates))
 
@@ -86,7 +88,7 @@ def failures(results: Iterable[CheckResult]) -> list[CheckResult]:
 
 # --- configuration ---------------------------------------------------------------------------
 
-def config_checks(config: dict, expect: Expectations) -> list[tuple[str, bool, str]]:
+def config_checks(config: dict[str, Any], expect: Expectations) -> list[tuple[str, bool, str]]:
     cfg = config.get("config") or {}
     user = cfg.get("User", "")
     env = dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e)
@@ -203,8 +205,8 @@ def runtime_checks(docker: Docker, image: str, platform: str, expect: Expectatio
         rc, out, err = docker.run(image, ["-c", SHELL_PROBE], platform=platform, entrypoint="sh")
         want = [str(expect.uid), str(expect.gid), expect.timezone, "read-only"]
         got = out.split()
-        checks.append(("hardened-run", rc == 0 and got == want,
-                       f"uid/gid/TZ/rootfs {got} (expected {want})" + (f"; exit {rc}: {err.strip()[:200]}" if rc else "")))
+        failed = f"; exit {rc}: {err.strip()[:200]}" if rc else ""
+        checks.append(("hardened-run", rc == 0 and got == want, f"uid/gid/TZ/rootfs {got} (expected {want})" + failed))
     for t in expect.tests:
         rc, out, err = docker.run(image, list(t.run[1:]), platform=platform, entrypoint=t.run[0])
         ok = rc == t.expect_exit and (t.expect_stdout is None or t.expect_stdout in out)

@@ -26,14 +26,15 @@ import fnmatch
 import json
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeAlias
 from urllib.parse import unquote
 
 from factory.adapters.tools import INSTALL_HINT, Runner
+from factory.core import labels
 from factory.core.errors import EnvironmentProblem, SbomError
 from factory.oci.layout import OCI_INDEX, Descriptor, OciLayout
 
@@ -46,7 +47,7 @@ SBOM_TIMEOUT = 900  # seconds; a large image under a slow disk still finishes we
 class SbomGenerator(Protocol):
     name: str
 
-    def generate(self, layout_dir: Path, platform: str) -> dict:
+    def generate(self, layout_dir: Path, platform: str) -> dict[str, Any]:
         """CycloneDX JSON for one platform of the OCI layout in ``layout_dir``."""
         ...
 
@@ -63,11 +64,11 @@ class TrivySbom:
     def argv(self, view: Path) -> list[str]:
         # No --platform: trivy ignores it for --input; the view already holds one platform.
         # --offline-scan and the two skips keep trivy from reaching the network at all.
-        return ["trivy", "image", "--input", str(view), "--format", "cyclonedx",
+        return ["trivy", "image", "--input", str(view), "--format", labels.CYCLONEDX,
                 "--cache-dir", str(self.cache_dir), "--offline-scan", "--quiet",
                 "--skip-version-check", "--disable-telemetry"]
 
-    def generate(self, layout_dir: Path, platform: str) -> dict:
+    def generate(self, layout_dir: Path, platform: str) -> dict[str, Any]:
         with platform_view(layout_dir, platform) as view:
             proc = self.runner.run(self.argv(view), step=f"sbom {platform}", timeout=SBOM_TIMEOUT)
         return parse_cyclonedx(proc.stdout, tool=self.name, platform=platform)
@@ -79,7 +80,7 @@ class SyftSbom:
 
     name = "syft"
     # syft asks the network for a newer version on every run unless told not to.
-    ENV = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
+    ENV: ClassVar[dict[str, str]] = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -89,7 +90,7 @@ class SyftSbom:
         # platform"); the view holds exactly one platform's manifest.
         return ["syft", f"oci-dir:{view}", "-o", "cyclonedx-json", "-q"]
 
-    def generate(self, layout_dir: Path, platform: str) -> dict:
+    def generate(self, layout_dir: Path, platform: str) -> dict[str, Any]:
         with platform_view(layout_dir, platform) as view:
             proc = self.runner.run(self.argv(view), step=f"sbom {platform}", env=self.ENV,
                                    timeout=SBOM_TIMEOUT)
@@ -106,7 +107,7 @@ def choose_generator(runner: Runner, cache_dir: Path) -> SbomGenerator:
                              hint=INSTALL_HINT)
 
 
-def parse_cyclonedx(text: str, *, tool: str, platform: str) -> dict:
+def parse_cyclonedx(text: str, *, tool: str, platform: str) -> dict[str, Any]:
     """The generator's stdout as a CycloneDX document; anything else is an error, never {}."""
     try:
         doc = json.loads(text)
@@ -169,7 +170,7 @@ def packages(sbom: Mapping[str, Any]) -> dict[str, Package]:
     The operating system itself (trivy's ``operating-system`` component) is not a package: see
     ``operating_system``.
     """
-    found = [_package(c) for c in _components(sbom) if _is_package(c)]
+    found = [_package(c) for c in components(sbom) if _is_package(c)]
     by_name: dict[str, list[Package]] = {}
     for p in found:
         by_name.setdefault(p.name, []).append(p)
@@ -179,20 +180,20 @@ def packages(sbom: Mapping[str, Any]) -> dict[str, Package]:
             out[name] = group[0]
             continue
         typed = [f"{p.type}/{p.name}" for p in group]
-        for p, key in zip(group, typed):
+        for p, key in zip(group, typed, strict=True):
             out[key if typed.count(key) == 1 else f"{key}@{p.version}"] = p
     return dict(sorted(out.items()))
 
 
 def operating_system(sbom: Mapping[str, Any]) -> str | None:
     """"debian 12.15" from the BOM's operating-system component, when the generator wrote one."""
-    for c in _components(sbom):
+    for c in components(sbom):
         if c.get("type") == "operating-system":
             return " ".join(str(c[k]) for k in ("name", "version") if c.get(k))
     return None
 
 
-def _components(sbom: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+def components(sbom: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     """Every component, depth first (CycloneDX allows components inside components)."""
     stack = list(reversed(sbom.get("components") or []))
     while stack:
@@ -289,7 +290,8 @@ def license_findings(sbom: Mapping[str, Any], deny: Sequence[str], warn: Sequenc
 
 
 # An expression tree: ("license", id, exception | None), ("and", children), ("or", children).
-Expr = tuple
+License = tuple[str, str, str | None]
+Expr: TypeAlias = "License | tuple[str, tuple[Expr, ...]]"
 
 
 def parse_expression(text: str) -> Expr:
@@ -333,7 +335,7 @@ class _Parser:
     def conjunction(self) -> Expr:
         return self._chain("AND", self.term)
 
-    def _chain(self, op: str, operand) -> Expr:
+    def _chain(self, op: str, operand: Callable[[], Expr]) -> Expr:
         parts = [operand()]
         while self._is(op):
             self.take()
@@ -365,7 +367,7 @@ def normalise_license(text: str) -> str:
     """One spelling per license for matching, case-folded. The GNU family is written many ways
     (SPDX's deprecated ``GPL-2.0`` and ``GPL-2.0+``, Debian's ``GPL-2`` and ``GPL-2+``); each
     becomes the current SPDX id, so that a policy entry matches all its spellings."""
-    base, exception = (re.split(r"\s+with\s+", text.strip(), maxsplit=1, flags=re.IGNORECASE) + [""])[:2]
+    base, exception = [*re.split(r"\s+with\s+", text.strip(), maxsplit=1, flags=re.IGNORECASE), ""][:2]
     m = _GNU.match(base)
     if m:
         family, major, minor, suffix = m.groups()
@@ -382,7 +384,7 @@ class LicensePolicy:
     def level(self, license_id: str, exception: str | None) -> int:
         """A WITH exception does not lift a policy on its base license; an entry may name the
         whole ``X WITH Y`` to target only that combination."""
-        names = [license_id] + ([f"{license_id} WITH {exception}"] if exception else [])
+        names = [license_id, *([f"{license_id} WITH {exception}"] if exception else [])]
         if any(_matches(n, p) for n in names for p in self.deny):
             return DENY
         if any(_matches(n, p) for n in names for p in self.warn):
@@ -391,7 +393,7 @@ class LicensePolicy:
 
     def evaluate(self, expr: Expr) -> tuple[int, tuple[str, ...]]:
         """(level, the licenses that set it). AND: the worst part; OR: the best option."""
-        if expr[0] == "license":
+        if len(expr) == 3:  # ("license", id, exception)
             _, license_id, exception = expr
             level = self.level(license_id, exception)
             text = f"{license_id} WITH {exception}" if exception else license_id

@@ -17,7 +17,6 @@ expired entry is an error, never silently skipped: the risk must be looked at ag
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,34 +24,18 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import jsonschema
-
 from factory.adapters.tools import Runner
 from factory.build.sbom import platform_view
 from factory.core.errors import IgnoreFileError, Problem, ScanError, UsageError
-from factory.spec import yamlload
+from factory.core.model import SEVERITIES, Vulnerability
+from factory.spec import schemas, yamlload
 
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 TRIVY_DB_SCHEMA = 2  # the DB schema trivy 0.76 reads; with another one it insists on downloading
 SCAN_TIMEOUT = 900  # seconds
 DB_UNAVAILABLE = "vulnerability database unavailable: image NOT scanned for CVEs"
 
 
 # --- reports -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Vulnerability:
-    id: str
-    package: str
-    installed_version: str
-    fixed_version: str  # "" when no fixed version exists yet
-    severity: str  # one of SEVERITIES
-    title: str
-
-    def __str__(self) -> str:
-        fix = f"fixed in {self.fixed_version}" if self.fixed_version else "no fix yet"
-        return f"{self.severity} {self.id} in {self.package} {self.installed_version} ({fix}): {self.title}"
 
 
 @dataclass(frozen=True)
@@ -258,51 +241,18 @@ def load_ignores(path: Path, today: date) -> list[Ignore]:
     return ignores
 
 
+_WORDS = schemas.Words(IGNORE_SCHEMA, hints=_HINTS)
+
+
 def _structure_problems(doc: yamlload.Document, path: str) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(IGNORE_SCHEMA)
+    validator = schemas.Validator(IGNORE_SCHEMA)
     out: list[Problem] = []
-    for error in sorted(validator.iter_errors(doc.data), key=lambda e: [str(p) for p in e.path]):
-        key = ".".join(map(str, error.path))
-        for sub_key, message in _explain(error, doc.written.get(key)):
-            full = f"{key}.{sub_key}" if key and sub_key else key or sub_key
-            problem = Problem(path, _line(doc, full), full, message)
+    for error in sorted(validator.iter_errors(doc.data), key=lambda e: [str(p) for p in e.absolute_path]):
+        for key, message in schemas.explain(error, _WORDS, doc.written):
+            problem = Problem(path, doc.line_of(key), key, message)
             if problem not in out:  # jsonschema reports a missing key once per `required` check
                 out.append(problem)
     return out
-
-
-def _line(doc: yamlload.Document, key: str) -> int | None:
-    """The line of ``key``, or of its nearest parent that has one (a missing key has none)."""
-    while key:
-        if key in doc.lines:
-            return doc.lines[key]
-        key = key.rpartition(".")[0]
-    return None
-
-
-def _explain(error: jsonschema.ValidationError, written: str | None) -> list[tuple[str, str]]:
-    """(key below the error's path, message) pairs: what is wrong and what is expected."""
-    if error.validator == "required":
-        return [(k, f"missing required key {k!r}: {_HINTS[k]}")
-                for k in error.validator_value if k not in error.instance]
-    if error.validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        return [(k, _unknown(k, allowed)) for k in error.instance if k not in allowed]
-    field_name = next((p for p in reversed(error.path) if isinstance(p, str)), "")
-    hint = _HINTS.get(field_name, error.message)
-    if written is not None:  # YAML read it as something else: `reason: no` is the boolean false
-        return [("", f"{written!r} is read by YAML as {error.instance!r}; quote it: {hint}")]
-    if error.validator == "minLength" and field_name == "reason":
-        return [("", f"reason {error.instance!r} is too short: {hint}")]
-    if error.validator in ("pattern", "type", "minItems", "uniqueItems"):
-        return [("", f"{error.instance!r} is not valid here: {hint}")]
-    return [("", error.message)]
-
-
-def _unknown(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{did_you_mean}; allowed: {', '.join(allowed)}"
 
 
 def _broken_entries(problems: list[Problem]) -> set[int] | None:

@@ -1,0 +1,1 @@
+"""What app teams read: the catalog, its static site, and package changelogs between versions."""

@@ -12,13 +12,12 @@ Markdown. ``catalog.json`` is ``as_document(catalog)``, described by schema/cata
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,25 @@ from factory.build import gates, sbom
 from factory.consume import changelog
 from factory.core import log, versioning
 from factory.core.errors import EnvironmentProblem, RegistryError, VerificationFailed
+from factory.core.labels import (
+    BASE_DIGEST_LABEL,
+    BASE_NAME_LABEL,
+    CREATED_LABEL,
+    DEBUG,
+    DESCRIPTION_LABEL,
+    FINGERPRINT_LABEL,
+    PROD,
+    VARIANT_LABEL,
+)
 from factory.core.model import Manifest
-from factory.oci.registry import Ref, Registry
-from factory.render import contexts as render
-from factory.spec import policy
+from factory.core.reference import Ref
+from factory.oci.registry import Registry
+from factory.spec import policy, schemas
 from factory.spec.config import Settings
+from factory.trust.sign import Signer
 from factory.trust.verify import VerifyReport, cosign_commands
 
 SCHEMA_VERSION = 1
-OCI = "org.opencontainers.image."
 SITE_PUBLIC_KEY = "cosign.pub"  # the public key's name inside the written site
 EOL_STATUSES = ("supported", "warning", "eol", "unknown")
 
@@ -181,21 +190,26 @@ def overhead(size: int, base_size: int | None) -> int | None:
 
 
 def changes_between(previous: VersionEntry, current: VersionEntry, reference_platform: str,
-                    packages: Mapping[tuple[str, str], Mapping | None]) -> Changes:
+                    packages: Mapping[tuple[str, str], Mapping[str, sbom.Package] | None]) -> Changes:
     """``current`` against ``previous``: the base digest, and the packages on the reference platform
     (or the first platform both have). ``packages`` maps (version, platform) -> package map, None
     where the SBOM did not verify."""
     platform = _common_platform(previous, current, reference_platform)
+    if platform is None:
+        return _changes(previous, current, "", None, "no platform in common")
     old, new = packages.get((previous.version, platform)), packages.get((current.version, platform))
     diff, note = None, ""
-    if platform is None:
-        note = "no platform in common"
-    elif old is None or new is None:
+    if old is None or new is None:
         missing = [v.version for v, p in ((previous, old), (current, new)) if p is None]
         note = f"no verified SBOM for {' and '.join(missing)} on {platform}"
     else:
         diff = changelog.diff_packages(old, new)
-    return Changes(previous=previous.version, platform=platform or "", base_changed=previous.base.digest
+    return _changes(previous, current, platform, diff, note)
+
+
+def _changes(previous: VersionEntry, current: VersionEntry, platform: str, diff: changelog.PackageDiff | None,
+             note: str) -> Changes:
+    return Changes(previous=previous.version, platform=platform, base_changed=previous.base.digest
                    != current.base.digest, base_before=previous.base.digest, base_after=current.base.digest,
                    packages=diff, note=note)
 
@@ -207,14 +221,13 @@ def _common_platform(a: VersionEntry, b: VersionEntry, preferred: str) -> str | 
     return common[0] if common else None
 
 
-@cache
-def schema() -> dict:
-    return json.loads(resources.files("factory.spec.schema").joinpath("catalog.schema.json").read_text())
+def schema() -> dict[str, Any]:
+    return schemas.load("catalog")
 
 
 def as_document(catalog: SiteCatalog) -> dict[str, Any]:
     """catalog.json's content, checked against schema/catalog.schema.json (a mismatch is a bug)."""
-    doc = json.loads(json.dumps(asdict(catalog)))  # tuples become lists, as JSON Schema expects
+    doc: dict[str, Any] = json.loads(json.dumps(asdict(catalog)))  # tuples become lists, as JSON Schema expects
     jsonschema.Draft202012Validator(schema()).validate(doc)
     return doc
 
@@ -228,14 +241,14 @@ class _Read:
 
     entry: VersionEntry
     labels: Mapping[str, str]
-    packages: Mapping[str, Mapping | None]  # platform -> package map (None: no verified SBOM)
+    packages: Mapping[str, Mapping[str, sbom.Package] | None]  # platform -> package map (None: no verified SBOM)
 
 
 class Collector:
     """Reads the registry (and cosign) for one catalog. One instance per run: it caches the base
     images it has measured, which several versions share."""
 
-    def __init__(self, settings: Settings, registry_for: Callable[[str], Registry], signer,
+    def __init__(self, settings: Settings, registry_for: Callable[[str], Registry], signer: Signer,
                  manifests: Mapping[str, Manifest], *, today: date, public_key: Path | str | None = None,
                  reference_platform: str = changelog.DEFAULT_PLATFORM, now: datetime | None = None) -> None:
         self.settings = settings
@@ -303,17 +316,17 @@ class Collector:
         packages = {(r.entry.version, p): pk for r in reads for p, pk in r.packages.items()}
         versions = [reads[0].entry] + [
             replace(cur.entry, changes=changes_between(prev.entry, cur.entry, self.reference_platform, packages))
-            for prev, cur in zip(reads, reads[1:])]
+            for prev, cur in itertools.pairwise(reads)]
         newest, labels = versions[-1], reads[-1].labels
-        variant = labels.get(render.VARIANT_LABEL, render.PROD)
-        image = prefix.removesuffix(versioning.DEBUG_SUFFIX) if variant == render.DEBUG else prefix
+        variant = labels.get(VARIANT_LABEL, PROD)
+        image = prefix.removesuffix(versioning.DEBUG_SUFFIX) if variant == DEBUG else prefix
         m = self.manifests.get(image)
         major = int(newest.version.split(".")[0])
         floating_major = f"{prefix}-v{major}"
         pinned = next((d for d, names in pointers.items() if floating_major in names), newest.digest)
         return ImageEntry(
             name=prefix, image=image, variant=variant,
-            description=m.description if m else labels.get(OCI + "description", ""),
+            description=m.description if m else labels.get(DESCRIPTION_LABEL, ""),
             manifest=m is not None,
             upstream=Upstream(m.upstream.image, m.upstream.tag, m.upstream.digest) if m and m.upstream else None,
             parent=m.parent if m else None,
@@ -345,23 +358,24 @@ class Collector:
         labels = (json.loads(self.registry.get_blob(repo, first["config"]["digest"])).get("config") or {}) \
             .get("Labels") or {}
         notes: list[str] = []
-        base = Base(labels.get(OCI + "base.name", ""), labels.get(OCI + "base.digest", ""))
+        base = Base(labels.get(BASE_NAME_LABEL, ""), labels.get(BASE_DIGEST_LABEL, ""))
         base_sizes = self._base_sizes(base, sorted(manifests), notes)
-        platforms, packages = [], {}
+        platforms: list[PlatformEntry] = []
+        packages: dict[str, Mapping[str, sbom.Package] | None] = {}
         for platform, doc in sorted(manifests.items()):
             size = doc["config"]["size"] + sum(layer["size"] for layer in doc.get("layers", []))
-            packages[platform] = self._packages(f"{target}@{platform_digests[platform]}", platform, notes)
+            found = packages[platform] = self._packages(f"{target}@{platform_digests[platform]}", platform, notes)
             base_size = base_sizes.size.get(platform) if base_sizes else None
             platforms.append(PlatformEntry(
                 platform=platform, digest=platform_digests[platform], size=size, layers=len(doc.get("layers", [])),
                 base_size=base_size, base_layers=base_sizes.layers.get(platform) if base_sizes else None,
                 overhead=overhead(size, base_size),
-                packages=None if packages[platform] is None else len(packages[platform])))
+                packages=None if found is None else len(found)))
         entry = VersionEntry(
-            version=str(version), tag=tag, digest=index_digest, created=labels.get(OCI + "created", ""),
+            version=str(version), tag=tag, digest=index_digest, created=labels.get(CREATED_LABEL, ""),
             tags=pointers.get(index_digest, ()), signed=self._signed(f"{target}@{index_digest}", notes),
             base=base, platforms=tuple(platforms), changes=None, notes=tuple(notes))
-        if labels.get(render.FINGERPRINT_LABEL) is None:
+        if labels.get(FINGERPRINT_LABEL) is None:
             self.log.warning("no fingerprint label: not a factory image?", tag=tag)
         return _Read(entry, labels, packages)
 
@@ -394,7 +408,7 @@ class Collector:
             notes.append(e.message)
             return False
 
-    def _packages(self, ref: str, platform: str, notes: list[str]) -> Mapping | None:
+    def _packages(self, ref: str, platform: str, notes: list[str]) -> Mapping[str, sbom.Package] | None:
         try:
             return sbom.packages(changelog.verified_sbom(self.signer, ref, self.public_key))
         except VerificationFailed as e:
@@ -446,7 +460,8 @@ def _ordered(entries: list[ImageEntry]) -> list[ImageEntry]:
     return out
 
 
-def collect(settings: Settings, registry_for: Callable[[str], Registry], signer, manifests: Mapping[str, Manifest],
-            *, today: date, public_key: Path | str | None = None, now: datetime | None = None) -> SiteCatalog:
+def collect(settings: Settings, registry_for: Callable[[str], Registry], signer: Signer,
+            manifests: Mapping[str, Manifest], *, today: date, public_key: Path | str | None = None,
+            now: datetime | None = None) -> SiteCatalog:
     return Collector(settings, registry_for, signer, manifests, today=today, public_key=public_key,
                      now=now).collect()

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from factory.build import sbom
+from factory.core import labels
 from factory.core.errors import ImageNotFound
+from factory.core.reference import Ref
 from factory.oci.layout import INDEX_TYPES, platform_string
-from factory.oci.registry import Ref, Registry
+from factory.oci.registry import Registry
+from factory.trust.sign import Signing
 
 DEFAULT_PLATFORM = "linux/amd64"
-CYCLONEDX = "cyclonedx"  # cosign's --type for CycloneDX SBOM attestations
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _compare_part(a: str, b: str) -> int:
         text_a, a = _leading(a, digits=False)
         text_b, b = _leading(b, digits=False)
         # Pad with "" so that the end of the string sorts after '~' and before anything else.
-        for ca, cb in zip(text_a.ljust(len(text_b), "\0"), text_b.ljust(len(text_a), "\0")):
+        for ca, cb in zip(text_a.ljust(len(text_b), "\0"), text_b.ljust(len(text_a), "\0"), strict=True):
             oa, ob = (0 if ca == "\0" else _order(ca)), (0 if cb == "\0" else _order(cb))
             if oa != ob:
                 return -1 if oa < ob else 1
@@ -166,14 +168,15 @@ def platform_digests(registry: Registry, repository: str, reference: str) -> tup
     return digest, {platform_string(config): digest}
 
 
-def verified_sbom(signer, ref: str, public_key: Path | None = None) -> Mapping[str, Any]:
+def verified_sbom(signer: Signing, ref: str, public_key: Path | str | None = None) -> Mapping[str, Any]:
     """The CycloneDX document of the newest verified SBOM attestation on ``ref`` (by digest).
     Raises ``VerificationFailed`` when none verifies."""
-    statements = signer.verify_attestation(ref, CYCLONEDX, public_key=public_key)
-    return statements[-1].get("predicate") or {}
+    statements = signer.verify_attestation(ref, labels.CYCLONEDX, public_key=public_key)
+    document: Mapping[str, Any] = statements[-1].get("predicate") or {}
+    return document
 
 
-def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], Registry], signer, *,
+def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], Registry], signer: Signing, *,
                    public_key: Path | None = None) -> PlatformSbom:
     """Resolve a tag or digest to ``platform``'s image and read its verified SBOM attestation."""
     ref = Ref.parse(ref_text)
@@ -187,6 +190,13 @@ def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], R
     digest = platforms[platform]
     document = verified_sbom(signer, f"{ref.registry}/{ref.repository}@{digest}", public_key)
     return PlatformSbom(ref_text, index_digest, platform, digest, document)
+
+
+def compare(ref_a: str, ref_b: str, platform: str, registry_for: Callable[[str], Registry], signer: Signing, *,
+            public_key: Path | None = None) -> tuple[PackageDiff, PlatformSbom, PlatformSbom]:
+    """`factory diff`: the package changes from ``ref_a`` to ``ref_b`` on ``platform``, and both SBOMs."""
+    old, new = (published_sbom(ref, platform, registry_for, signer, public_key=public_key) for ref in (ref_a, ref_b))
+    return diff_sboms(old.sbom, new.sbom), old, new
 
 
 # --- output -------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ code  name                meaning
 2     EXIT_ENVIRONMENT    usage or environment error: bad config or arguments, missing tool,
                           unreachable daemon or registry, refused credentials
 3     EXIT_DRIFT          drift: an upstream tag moved (``factory drift`` only)
+4     EXIT_FIXES_PENDING  security fixes pending that a rebuild of the org image applies
+                          (``factory fixes`` only; other updates alone, or fixes only a new
+                          upstream can bring, are 0 with a note; a check that failed is 2)
 70    EXIT_BUG            internal error: a bug in the factory (the traceback is printed)
 130   EXIT_INTERRUPTED    interrupted (Ctrl-C), as shells report a SIGINT death (128 + 2)
 ====  ==================  ==================================================================
@@ -29,6 +32,7 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_ENVIRONMENT = 2
 EXIT_DRIFT = 3
+EXIT_FIXES_PENDING = 4
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 
@@ -269,3 +273,55 @@ class DriftFound(FactoryError):
     """`factory drift`: an upstream tag points at another digest than the manifest pins."""
 
     exit_code = EXIT_DRIFT
+
+
+# --- archive: distribution indexes (exit 2: without a trusted index nothing can be said about fixes) -----
+
+
+class ArchiveError(EnvironmentProblem):
+    """A distribution archive index cannot be used; carries the URL (or file) concerned.
+    Never turned into "no fixes": without a verified index nothing is known."""
+
+    def __init__(self, message: str, *, url: str = "", hint: str | None = None) -> None:
+        self.url = url
+        super().__init__(f"{url}: {message}" if url else message, hint=hint)
+
+
+class ArchiveUnreachable(ArchiveError):
+    """The mirror did not answer, answered with an HTTP error, or sent more than the size bound."""
+
+
+class ArchiveSignatureError(ArchiveError):
+    """InRelease did not verify with the distro keyring (gpgv), or APKINDEX.tar.gz's RSA signature did
+    not verify with the configured keys, or the keyring/keys are missing."""
+
+
+class ArchiveHashMismatch(ArchiveError):
+    """A Packages file's SHA256 or size differs from the one its signed InRelease lists, or is not listed."""
+
+
+class ArchiveFormatError(ArchiveError):
+    """An index file is not in its documented format (InRelease, Packages, APKINDEX)."""
+
+
+# --- security fixes (`factory fixes`) ------------------------------------------------------------------
+
+
+class FixesPending(FactoryError):
+    """`factory fixes`: security fixes the org layer can apply are pending; the report was printed before this."""
+
+    exit_code = EXIT_FIXES_PENDING
+
+    def __init__(self, count: int, images: Sequence[str]) -> None:
+        super().__init__(f"{count} security fix(es) pending in {', '.join(images)}",
+                         hint="`factory publish` rebuilds these images with the fixes")
+
+
+class FixesCheckFailed(FactoryError):
+    """`factory fixes` could not check some images (an SBOM that did not verify, an archive not read):
+    nothing is known about their fixes, which is never "none pending"."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("fixes not checked for:\n  " + "\n  ".join(lines))

@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 
 
-def resolve_format(fmt: LogFormat, stream=None) -> Literal["json", "console"]:
+def resolve_format(fmt: LogFormat, stream: TextIO | None = None) -> Literal["json", "console"]:
     if fmt != "auto":
         return fmt
     stream = stream or sys.stderr
     return "console" if stream.isatty() and not os.environ.get("CI") else "json"
 
 
-def configure(fmt: LogFormat = "auto", verbosity: int = 0, stream=None) -> None:
+def configure(fmt: LogFormat = "auto", verbosity: int = 0, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     level = logging.DEBUG if verbosity > 0 else logging.INFO
     renderer = (
@@ -42,5 +42,6 @@ def configure(fmt: LogFormat = "auto", verbosity: int = 0, stream=None) -> None:
     )
 
 
-def get(name: str | None = None):
-    return structlog.get_logger(name) if name else structlog.get_logger()
+def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name) if name else structlog.get_logger()
+    return logger

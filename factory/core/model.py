@@ -1,15 +1,17 @@
 """Manifest types: the validated, immutable model every later stage reads.
 
-Built only by ``factory.manifest`` (schema first, then meaning); nothing downstream reads YAML.
+Built only by ``factory.spec.manifest`` (schema first, then meaning); nothing downstream reads YAML.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from factory.core.platforms import Platform
+from factory.core.reference import Ref
 
 NO_SHELL_DISTROS = frozenset({"distroless", "scratch"})
 
@@ -21,22 +23,34 @@ class Upstream:
     digest: str | None
 
     @property
+    def ref(self) -> Ref:
+        """The image parsed: Docker Hub's aliases and ``library/`` normalised (see factory.core.reference)."""
+        return Ref.parse(self.image)
+
+    @property
     def registry(self) -> str:
-        first = self.image.split("/", 1)[0]
-        has_host = "/" in self.image and ("." in first or ":" in first or first == "localhost")
-        return first if has_host else "docker.io"
+        return self.ref.registry
 
     @property
     def repository(self) -> str:
-        first, _, rest = self.image.partition("/")
-        repo = rest if self.registry == first and rest else self.image
-        return f"library/{repo}" if self.registry == "docker.io" and "/" not in repo else repo
+        return self.ref.repository
 
     @property
     def pinned_ref(self) -> str:
         """image[:tag]@digest, as written in FROM."""
         tag = f":{self.tag}" if self.tag else ""
         return f"{self.image}{tag}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Another image of this repository, by manifest name: built FROM its published index."""
+
+    name: str
+
+
+# What an image is built FROM: exactly one of an external upstream or an org parent.
+Base = Upstream | Parent
 
 
 @dataclass(frozen=True)
@@ -85,8 +99,7 @@ class Manifest:
     version: str  # "major.minor"
     description: str
     distro: str
-    upstream: Upstream | None
-    parent: str | None
+    base: Base
     release: str | None
     runtime: str
     platforms: tuple[Platform, ...]
@@ -107,6 +120,16 @@ class Manifest:
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
+    def upstream(self) -> Upstream | None:
+        """The external image built FROM, when the base is one (read-only view of ``base``)."""
+        return self.base if isinstance(self.base, Upstream) else None
+
+    @property
+    def parent(self) -> str | None:
+        """The parent manifest's name, when the base is one (read-only view of ``base``)."""
+        return self.base.name if isinstance(self.base, Parent) else None
+
+    @property
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
@@ -123,8 +146,33 @@ class Manifest:
 
     def line_of(self, key: str) -> int | None:
         """Line of the key, or of its nearest ancestor that has one."""
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key.rpartition(".")[0]
-        return None
+        return nearest_line(self.lines, key)
+
+
+def nearest_line(lines: Mapping[str, int], key: str) -> int | None:
+    """The line of a key path ("tests.0.run"), or of its nearest ancestor that has one."""
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
+
+
+# Scanner severities, most severe first (trivy's spelling).
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+
+
+@dataclass(frozen=True)
+class Vulnerability:
+    """One scanner finding (factory.build.scan reads them from trivy's report; policy judges them)."""
+
+    id: str
+    package: str
+    installed_version: str
+    fixed_version: str  # "" when no fixed version exists yet
+    severity: str  # one of SEVERITIES
+    title: str
+
+    def __str__(self) -> str:
+        fix = f"fixed in {self.fixed_version}" if self.fixed_version else "no fix yet"
+        return f"{self.severity} {self.id} in {self.package} {self.installed_version} ({fix}): {self.title}"

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import platform as _platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Aliases people write, mapped to the OCI names (GOARCH spelling).
-_ARCH_ALIASES = {
-    "x86_64": "amd64", "x86-64": "amd64", "amd64": "amd64",
-    "aarch64": "arm64", "arm64": "arm64", "arm64/v8": "arm64",
-    "armhf": "arm/v7", "armv7": "arm/v7", "armv7l": "arm/v7", "arm": "arm/v7", "arm/v7": "arm/v7",
-    "arm/v6": "arm/v6", "armel": "arm/v6",
-    "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "386": "386", "i386": "386",
-}
-# QEMU user-mode binary names, for checking emulation.
-QEMU_NAMES = {"arm64": "aarch64", "arm/v7": "arm", "arm/v6": "arm", "ppc64le": "ppc64le",
-              "s390x": "s390x", "riscv64": "riscv64", "amd64": "x86_64", "386": "i386"}
-# Debian architecture names, for fetching fixture packages.
-DEBIAN_ARCH = {"amd64": "amd64", "arm64": "arm64", "arm/v7": "armhf", "arm/v6": "armel",
-               "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64", "386": "i386"}
+
+@dataclass(frozen=True)
+class Arch:
+    """One row of the platform table: an OCI architecture and its names elsewhere."""
+
+    key: str  # OCI arch[/variant], GOARCH spelling: "arm64", "arm/v7"
+    aliases: tuple[str, ...]  # what people also write (uname -m, Debian, Alpine ...)
+    qemu: str  # QEMU user-mode binary name (qemu-<name>), for checking emulation
+    debian: str  # Debian architecture, for fetching fixture packages
+    alpine: str  # Alpine architecture (apk's arch), as in dl-cdn.alpinelinux.org paths
+
+
+# The one platform table (as bashbrew keeps one): every name below is derived from it.
+ARCHES = (
+    Arch("amd64", ("x86_64", "x86-64"), qemu="x86_64", debian="amd64", alpine="x86_64"),
+    Arch("arm64", ("aarch64", "arm64/v8"), qemu="aarch64", debian="arm64", alpine="aarch64"),
+    Arch("arm/v7", ("armhf", "armv7", "armv7l", "arm"), qemu="arm", debian="armhf", alpine="armv7"),
+    Arch("arm/v6", ("armel",), qemu="arm", debian="armel", alpine="armhf"),
+    Arch("ppc64le", (), qemu="ppc64le", debian="ppc64el", alpine="ppc64le"),
+    Arch("s390x", (), qemu="s390x", debian="s390x", alpine="s390x"),
+    Arch("riscv64", (), qemu="riscv64", debian="riscv64", alpine="riscv64"),
+    Arch("386", ("i386",), qemu="i386", debian="i386", alpine="x86"),
+)
+_BY_KEY = {a.key: a for a in ARCHES}
+_BY_NAME = {name: a for a in ARCHES for name in (a.key, *a.aliases)}
 
 
 @dataclass(frozen=True, order=True)
@@ -40,12 +53,20 @@ class Platform:
         return str(self).replace("/", "-")
 
     @property
+    def arch_row(self) -> Arch:
+        return _BY_KEY[self.key]
+
+    @property
     def qemu_name(self) -> str:
-        return QEMU_NAMES[self.key]
+        return self.arch_row.qemu
 
     @property
     def debian_arch(self) -> str:
-        return DEBIAN_ARCH[self.key]
+        return self.arch_row.debian
+
+    @property
+    def alpine_arch(self) -> str:
+        return self.arch_row.alpine
 
 
 def parse(text: str) -> Platform:
@@ -59,22 +80,20 @@ def parse(text: str) -> Platform:
     os_, rest = parts[0], "/".join(parts[1:])
     if os_ != "linux":
         raise ValueError(f"{text!r}: only linux platforms are supported")
-    arch_key = _ARCH_ALIASES.get(rest)
-    if arch_key is None:
-        known = ", ".join(sorted({f"linux/{v}" for v in _ARCH_ALIASES.values()}))
+    row = _BY_NAME.get(rest)
+    if row is None:
+        known = ", ".join(sorted(f"linux/{a.key}" for a in ARCHES))
         raise ValueError(f"{text!r}: unknown architecture; known: {known}")
-    arch, _, variant = arch_key.partition("/")
+    arch, _, variant = row.key.partition("/")
     return Platform(os_, arch, variant)
 
 
 def host() -> Platform:
     """The machine's own platform (what runs without emulation)."""
-    import platform as _platform
-
     return parse(f"linux/{_platform.machine()}")
 
 
-def parse_all(texts) -> tuple[Platform, ...]:
+def parse_all(texts: Iterable[str]) -> tuple[Platform, ...]:
     """Parse, normalise and de-duplicate, keeping the order given."""
     seen: dict[Platform, None] = {}
     for t in texts:

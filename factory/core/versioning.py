@@ -64,4 +64,4 @@ def floating_tags_to_move(prefix: str, new: Version, existing: Iterable[Version]
         [v for v in existing if v.major == new.major],
         existing,
     ]
-    return [tag for tag, scope in zip(floating_tags(prefix, new), scopes) if all(new >= v for v in scope)]
+    return [tag for tag, scope in zip(floating_tags(prefix, new), scopes, strict=True) if all(new >= v for v in scope)]

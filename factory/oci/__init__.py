@@ -1,0 +1,1 @@
+"""OCI names and formats: image references, the registry client, OCI image layouts."""

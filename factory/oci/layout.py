@@ -154,7 +154,8 @@ class OciLayout:
 
     def read_json(self, desc: Descriptor) -> dict[str, Any]:
         try:
-            return json.loads(self.read(desc))
+            doc: dict[str, Any] = json.loads(self.read(desc))
+            return doc
         except json.JSONDecodeError as e:
             raise LayoutError(f"{self.root}: blob {desc.digest} is not JSON: {e}") from None
 
@@ -232,7 +233,8 @@ class OciLayout:
 
 def _read_json_file(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
     except FileNotFoundError:
         raise LayoutError(f"{path} not found: not an OCI image layout "
                           "(expected the output of `docker buildx build --output type=oci`)") from None

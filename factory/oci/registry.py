@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from factory.adapters.tools import Runner
@@ -38,6 +39,7 @@ from factory.core.errors import (
     RegistryUnreachable,
     TagExists,
 )
+from factory.core.reference import DOCKER_HUB, DOCKER_HUB_API
 from factory.oci.layout import (
     ACCEPT_MANIFESTS,
     INDEX_TYPES,
@@ -47,79 +49,9 @@ from factory.oci.layout import (
     sha256_digest,
 )
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key `docker login` writes for Docker Hub
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER = 60.0  # seconds; a registry asking for longer gets this, then we give up eventually
-
-# The reference grammar (distribution/reference), trimmed to what a client must check.
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
-_HOST_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?"
-                      r"|\[[0-9a-fA-F:]+\](?::[0-9]+)?")
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-# --- references ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Ref:
-    """A parsed image reference: ``registry/repository[:tag][@digest]``, Docker Hub normalised."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Ref:
-        def bad(why: str) -> RegistryError:
-            return RegistryError(f"{text!r} is not an image reference: {why}",
-                                 hint="expected registry/repository[:tag][@sha256:<64 hex>], "
-                                      "e.g. 127.0.0.1:5000/myorg/base:debian-v1.2.3")
-
-        name, _, digest = text.strip().partition("@")
-        if digest and not _DIGEST_RE.fullmatch(digest):
-            raise bad(f"digest {digest!r} is not sha256:<64 hex> (or sha512:<128 hex>)")
-        # A tag is the part after the last ':' that comes after the last '/' (a port comes before it).
-        tag = None
-        slash = name.rfind("/")
-        colon = name.rfind(":")
-        if colon > slash:
-            name, tag = name[:colon], name[colon + 1:]
-            if not _TAG_RE.fullmatch(tag):
-                raise bad(f"tag {tag!r} must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'")
-        first, sep, rest = name.partition("/")
-        # The first component is a host only if it looks like one (dot, port or localhost).
-        if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-            registry, repository = first, rest
-            if not _HOST_RE.fullmatch(registry):
-                raise bad(f"registry host {registry!r} is malformed")
-        else:
-            registry, repository = DOCKER_HUB, name
-        if registry in ("index.docker.io", DOCKER_HUB_API):
-            registry = DOCKER_HUB
-        if registry == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        if not _REPOSITORY_RE.fullmatch(repository):
-            raise bad(f"repository {repository!r} must be lowercase path components "
-                      "of [a-z0-9] separated by '.', '_', '__', '-' or '/'")
-        return cls(registry, repository, tag or None, digest or None)
-
-    @property
-    def reference(self) -> str:
-        """What goes after /manifests/: the digest when there is one, else the tag (default latest)."""
-        return self.digest or self.tag or "latest"
-
-    def __str__(self) -> str:
-        tag = f":{self.tag}" if self.tag else ""
-        digest = f"@{self.digest}" if self.digest else ""
-        return f"{self.registry}/{self.repository}{tag}{digest}"
-
 
 # --- pure protocol helpers (unit-tested) -----------------------------------------------------
 
@@ -193,8 +125,9 @@ def helper_for(host: str, config: Mapping[str, Any]) -> str | None:
     helpers = {_strip_key(k): v for k, v in (config.get("credHelpers") or {}).items()}
     for key in _config_keys(host):
         if _strip_key(key) in helpers:
-            return helpers[_strip_key(key)]
-    return config.get("credsStore") or None
+            return str(helpers[_strip_key(key)])
+    store = config.get("credsStore")
+    return str(store) if store else None
 
 
 def auth_from_config(host: str, config: Mapping[str, Any]) -> Credentials | None:
@@ -280,7 +213,7 @@ class PushResult:
 class _Retry(Retry):
     """urllib3's Retry with Retry-After capped: a registry asking for an hour must not stall a night."""
 
-    def get_retry_after(self, response):  # type: ignore[override]
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         after = super().get_retry_after(response)
         return None if after is None else min(after, MAX_RETRY_AFTER)
 
@@ -472,7 +405,8 @@ class Registry:
             if not images:
                 raise RegistryError(f"{repo}@{reference} has no image for {platform or 'any platform'}")
             doc = json.loads(self.get_manifest(repo, images[0].digest)[0])
-        return json.loads(self.get_blob(repo, doc["config"]["digest"]))
+        config: dict[str, Any] = json.loads(self.get_blob(repo, doc["config"]["digest"]))
+        return config
 
     def platforms(self, repo: str, reference: str) -> list[str]:
         """The platforms an image provides: its index's image entries (BuildKit's attestation entries
@@ -624,7 +558,7 @@ class Registry:
         if not token:
             raise RegistryAuthError("the token service answered without a token", method="GET",
                                     url=challenge.realm)
-        return token
+        return str(token)
 
     def _error(self, resp: requests.Response, message: str = "", *, auth: bool = False) -> RegistryError:
         errors = _registry_errors(resp)

@@ -1,0 +1,1 @@
+"""Operations around the pipeline: upstream drift, the doctor, seeding local stand-in upstreams."""

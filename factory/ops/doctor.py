@@ -93,5 +93,6 @@ def _binfmt_check() -> Check:
 def _registry_check(settings: Settings) -> Check:
     problem = registry.ping(settings.registry, insecure=settings.registry_is_insecure())
     if problem:
-        return Check("registry", False, f"{settings.registry}: {problem}", "`make services` (local) or check FACTORY_REGISTRY")
+        return Check("registry", False, f"{settings.registry}: {problem}",
+                     "`make services` (local) or check FACTORY_REGISTRY")
     return Check("registry", True, f"{settings.registry} answers /v2/")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from factory.adapters import gitinfo
 from factory.core.errors import EnvironmentProblem, FactoryError, UsageError
-from factory.core.model import Manifest
+from factory.core.model import Manifest, Upstream
+from factory.oci.registry import Registry
+from factory.spec.manifest import ManifestSet
 
 LOOKUP_CONCURRENCY = 8
 
@@ -35,20 +37,23 @@ class Drift:
         return not self.error and self.current != self.pinned
 
 
-def check(manifests: Sequence[Manifest], registry_for: Callable) -> list[Drift]:
+RegistryFor = Callable[[str], Registry]
+
+
+def check(manifests: Sequence[Manifest], registry_for: RegistryFor) -> list[Drift]:
     """One HEAD per upstream, a bounded number at a time; parent-based manifests have no upstream."""
-    with_upstream = [m for m in manifests if m.upstream and m.upstream.tag]
+    tagged = [(m, m.base, m.base.tag) for m in manifests if isinstance(m.base, Upstream) and m.base.tag]
     with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
-        return list(pool.map(lambda m: _check_one(m, registry_for), with_upstream))
+        return list(pool.map(lambda one: _check_one(one[0], one[1], one[2], registry_for), tagged))
 
 
-def _check_one(m: Manifest, registry_for: Callable) -> Drift:
-    up = m.upstream
+def _check_one(m: Manifest, up: Upstream, tag: str, registry_for: RegistryFor) -> Drift:
+    ref = up.ref
     try:
-        found = registry_for(up.registry).head_manifest(up.repository, up.tag)
+        found = registry_for(ref.registry).head_manifest(ref.repository, tag)
     except FactoryError as e:
-        return Drift(m.name, str(m.path), up.image, up.tag, up.digest or "", None, error=e.message)
-    return Drift(m.name, str(m.path), up.image, up.tag, up.digest or "", found.digest if found else None)
+        return Drift(m.name, str(m.path), up.image, tag, up.digest or "", None, error=e.message)
+    return Drift(m.name, str(m.path), up.image, tag, up.digest or "", found.digest if found else None)
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,11 @@ class DriftRun:
         return [d for d in self.drifts if d.drifted]
 
 
-def run(catalog, registry_for: Callable, *, update: bool = False, commit: bool = False,
+def run(manifests: ManifestSet, registry_for: RegistryFor, *, update: bool = False, commit: bool = False,
         branch: str | None = None, repo_root: Path | None = None) -> DriftRun:
     """Look every upstream up; with ``update`` rewrite drifted digests; with ``commit`` one commit each.
     Raises when an upstream could not be looked up: a nightly must not mistake "unreachable" for "unchanged"."""
-    drifts = check(catalog.ordered(), registry_for)
+    drifts = check(manifests.ordered(), registry_for)
     errors = [d for d in drifts if d.error]
     if errors:
         raise EnvironmentProblem(f"{len(errors)} upstream(s) could not be looked up: "
@@ -75,20 +80,22 @@ def run(catalog, registry_for: Callable, *, update: bool = False, commit: bool =
     commits: list[str] = []
     if update:
         for d in updatable:
-            update_manifest(catalog[d.name], d.current)
+            assert d.current is not None  # updatable only holds found tags
+            update_manifest(manifests[d.name], d.current)
         if commit and updatable:
-            commits = commit_updates(repo_root, updatable, branch)
+            commits = commit_updates(repo_root or Path.cwd(), updatable, branch)
     return DriftRun(drifts, updatable if update else [], commits)
 
 
 def update_manifest(m: Manifest, new_digest: str) -> None:
     """Replace the pinned digest on its own line, and nothing else in the file."""
+    pinned = m.base.digest if isinstance(m.base, Upstream) else None
     line_no = m.line_of("upstream.digest")
     lines = m.path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if not line_no or m.upstream.digest not in lines[line_no - 1]:
-        raise UsageError(f"{m.path}: cannot find upstream.digest {m.upstream.digest} on line {line_no}",
+    if not pinned or not line_no or pinned not in lines[line_no - 1]:
+        raise UsageError(f"{m.path}: cannot find upstream.digest {pinned} on line {line_no}",
                          hint="write the digest on the same line as its key: `digest: sha256:...`")
-    lines[line_no - 1] = lines[line_no - 1].replace(m.upstream.digest, new_digest)
+    lines[line_no - 1] = lines[line_no - 1].replace(pinned, new_digest)
     m.path.write_text("".join(lines), encoding="utf-8")
 
 
@@ -114,7 +121,7 @@ def table(drifts: Sequence[Drift]) -> str:
         state = "error: " + d.error if d.error else ("DRIFTED" if d.drifted else "ok")
         rows.append((d.name, f"{d.image}:{d.tag}", _short(d.pinned), _short(d.current or "") or "(gone)", state))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def as_json(drifts: Sequence[Drift]) -> str:

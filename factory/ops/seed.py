@@ -1,5 +1,9 @@
 """Seed the local registry with upstream images to build from (demo and integration tests).
 
+It ships in the runtime package, not in bin/, because it is a command (`factory seed`): `make demo`
+runs it on a fresh machine through the installed CLI, and the integration tests seed their registry
+the same way, so that the demo and the tests start from exactly what a user gets.
+
 No Docker Hub here, so the "upstreams" are made locally, each for linux/amd64 + linux/arm64, pushed
 to ``<registry>/upstream/<name>:<tag>`` and referenced by digest:
 
@@ -109,7 +113,8 @@ class Seeder:
                 output={"type": "image", "name": ref, "push": "true"},
                 build_args={"SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)},
             )
-            return json.loads(meta.read_text())["containerimage.digest"]
+            digest: str = json.loads(meta.read_text())["containerimage.digest"]
+            return digest
 
     def _make_rootfs(self, fx: Fixture, p: Platform, dest: Path) -> None:
         partial = dest.with_name(f"{dest.stem}.partial.tar")  # mmdebstrap picks its format by extension

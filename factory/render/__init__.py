@@ -1,0 +1,1 @@
+"""Manifests into build contexts (images/) and into a plan of what must be built and why."""

@@ -83,32 +83,51 @@ from functools import cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from factory.core import log
+from factory.core import lifecycle, log
 from factory.core.errors import (
     CertificateError,
+    ConfigError,
     ManifestError,
     Problem,
     RenderError,
     UsageError,
 )
-from factory.core.model import Manifest, User
-from factory.spec import certs
+from factory.core.labels import (
+    BASE_DIGEST_LABEL,
+    BASE_NAME_LABEL,
+    CREATED_LABEL,
+    DEBUG,
+    DESCRIPTION_LABEL,
+    FINGERPRINT_LABEL,
+    LICENSES_LABEL,
+    PROD,
+    RESERVED_LABEL_PREFIXES,
+    REVISION_LABEL,
+    SOURCE_LABEL,
+    TITLE_LABEL,
+    VARIANT_LABEL,
+    VENDOR_LABEL,
+    VERSION_LABEL,
+)
+from factory.core.model import Manifest, Parent, Upstream, User
+from factory.spec import certs, schemas
 from factory.spec.config import Settings
 
 # Bump when the output changes for the same input: it is part of every context, so of the fingerprint.
 RENDER_VERSION = 3
 
-FINGERPRINT_LABEL = "io.github.base-image-factory.fingerprint"
-VARIANT_LABEL = "io.github.base-image-factory.variant"
-# Labels the factory sets; a manifest's labels may not use these prefixes.
-RESERVED_LABEL_PREFIXES = ("org.opencontainers.image.", "io.github.base-image-factory.")
-
-PROD = "prod"
-DEBUG = "debug"
 DOCKERFILE = "Dockerfile"
 CONTEXT_FILE = "factory-context.json"
 HELPER_SCRIPT = "prepare-rootfs.sh"
 HELPER_SCRIPT_IN_STAGE = "/usr/local/bin/factory-prepare-rootfs"
+# Security fixes (policy.security_fixes, docs/security-fixes.md): the script that adds the configured
+# mirrors' suites and upgrades the packages the builder names in SECURITY_FIXES, bind-mounted into the RUN.
+FIXES_SCRIPT = "apply-fixes.sh"
+FIXES_SCRIPT_IN_BUILD = "/tmp/factory-apply-fixes.sh"
+FIXES_SOURCES = "/etc/apt/sources.list.d/factory-fixes.list"  # written by the script, removed by the RUN
+FIXES_ARG = "SECURITY_FIXES"  # the package names to upgrade, space-separated; empty: none
+ORG_LAYER_ARG = "ORG_LAYER"  # hardening-only images: "copy" (the default) or "run" when fixes are pending
+APT_COMPONENTS = {"debian": "main", "ubuntu": "main universe"}
 
 # Org CA certificates: certs/<NN>-<stem>.crt in the context (one certificate each), read in the build
 # from CERTS_IN_BUILD (a bind mount in the RUN, a COPY in a helper stage), and in the image:
@@ -170,7 +189,7 @@ def digest_files(files: Mapping[str, bytes]) -> str:
 @cache
 def _patterns() -> dict[str, re.Pattern[str]]:
     """The manifest schema's own patterns, checked again where a value meets a Dockerfile or a shell."""
-    schema = json.loads(resources.files("factory.spec.schema").joinpath("manifest.schema.json").read_text())
+    schema = schemas.load("manifest")
     props, defs = schema["properties"], schema["$defs"]
     upstream = props["upstream"]["properties"]
     found = {
@@ -272,12 +291,15 @@ _BASE_FROM_BUILD_ARGS = _Base("${BASE_REF}", _arg_ref("BASE_REF"), _arg_ref("BAS
 
 
 def _prod_base(m: Manifest) -> _Base:
-    if m.upstream is None:
-        if m.parent is None:
-            raise RenderError("upstream", "a manifest needs an upstream or a parent")
-        _checked(m.parent, "name", "parent")
-        return _BASE_FROM_BUILD_ARGS
-    up = m.upstream
+    match m.base:
+        case Parent(name):
+            _checked(name, "name", "parent")
+            return _BASE_FROM_BUILD_ARGS
+        case Upstream() as up:
+            return _upstream_base(up)
+
+
+def _upstream_base(up: Upstream) -> _Base:
     image = _checked(up.image, "image", "upstream.image")
     if image == "scratch":  # docker's reserved empty image: nothing to pull, nothing to pin
         return _Base("scratch", None, None, False)
@@ -369,29 +391,28 @@ def _env(pairs: Iterable[tuple[str, str]], key: str, reserved: Iterable[str] = (
 
 
 def _labels(m: Manifest, settings: Settings, base: _Base, variant: str) -> list[tuple[str, str]]:
-    oci = "org.opencontainers.image."
     if variant == DEBUG:
         title = f"{m.name}-{DEBUG}"
         description = f"Debug variant of {m.name} (shell and tools for troubleshooting): never deploy. {m.description}"
     else:
         title, description = m.name, m.description
     labels = [
-        (oci + "title", quote_value(title, "name")),
-        (oci + "description", quote_value(description, "description")),
-        (oci + "version", _arg_ref("FACTORY_VERSION")),
-        (oci + "revision", _arg_ref("FACTORY_REVISION")),
-        (oci + "created", _arg_ref("FACTORY_CREATED")),
+        (TITLE_LABEL, quote_value(title, "name")),
+        (DESCRIPTION_LABEL, quote_value(description, "description")),
+        (VERSION_LABEL, _arg_ref("FACTORY_VERSION")),
+        (REVISION_LABEL, _arg_ref("FACTORY_REVISION")),
+        (CREATED_LABEL, _arg_ref("FACTORY_CREATED")),
     ]
     if settings.source_url:
-        labels.append((oci + "source", quote_value(settings.source_url, "source_url (factory.yaml)")))
+        labels.append((SOURCE_LABEL, quote_value(settings.source_url, "source_url (factory.yaml)")))
     if settings.vendor:
-        labels.append((oci + "vendor", quote_value(settings.vendor, "vendor (factory.yaml)")))
+        labels.append((VENDOR_LABEL, quote_value(settings.vendor, "vendor (factory.yaml)")))
     if m.licenses:
-        labels.append((oci + "licenses", quote_value(m.licenses, "licenses")))
+        labels.append((LICENSES_LABEL, quote_value(m.licenses, "licenses")))
     if base.name_label:
-        labels.append((oci + "base.name", base.name_label))
+        labels.append((BASE_NAME_LABEL, base.name_label))
     if base.digest_label:
-        labels.append((oci + "base.digest", base.digest_label))
+        labels.append((BASE_DIGEST_LABEL, base.digest_label))
     labels += [(FINGERPRINT_LABEL, _arg_ref("FACTORY_FINGERPRINT")), (VARIANT_LABEL, quote_value(variant, "variant"))]
     for name, value in sorted(m.labels):
         key = f"labels.{name}"
@@ -431,11 +452,17 @@ def _global_args(base: _Base, helper: str | None) -> list[str]:
 
 # --- per distro: the hardening --------------------------------------------------------------------
 
-def _apt_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
+def _apt_commands(m: Manifest, cas: list[certs.CaCertificate], fixes: str | None = None) -> list[str]:
+    """``fixes``: the apply-fixes command, when policy.security_fixes applies (it runs apt-get update
+    with the configured suites, so every package below comes in its fixed version)."""
     user, tz = _user(m), _timezone(m)
     packages = _packages(m.packages, "packages", _implied_packages(m, cas))
     commands = ["set -eux"]
-    if packages:
+    if fixes:
+        commands += ["export DEBIAN_FRONTEND=noninteractive", fixes]
+        if packages:
+            commands.append("apt-get install -y --no-install-recommends " + " ".join(map(_sh, packages)))
+    elif packages:
         commands += [
             "export DEBIAN_FRONTEND=noninteractive",
             "apt-get update",
@@ -449,13 +476,15 @@ def _apt_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
         f" || useradd -l -u {user.uid} -g {user.gid} -M -d /nonexistent -s /usr/sbin/nologin {_sh(user.name)}",
     ]
     commands += _timezone_commands(tz)
-    return commands + [STRIP_SETUID, *APT_CLEAN]
+    if fixes:
+        commands.append(f"rm -f {FIXES_SOURCES}")
+    return [*commands, STRIP_SETUID, *APT_CLEAN]
 
 
-def _apk_commands(m: Manifest, cas: list[certs.CaCertificate]) -> list[str]:
+def _apk_commands(m: Manifest, cas: list[certs.CaCertificate], fixes: str | None = None) -> list[str]:
     user, tz = _user(m), _timezone(m)
     packages = _packages(m.packages, "packages", _implied_packages(m, cas))
-    commands = ["set -eux"]
+    commands = ["set -eux", *([fixes] if fixes else [])]
     if packages:
         commands.append("apk add --no-cache " + " ".join(map(_sh, packages)))
     commands += _org_ca_commands(m, cas)
@@ -549,42 +578,98 @@ def _prod_dockerfile(m: Manifest, settings: Settings, cas: list[certs.CaCertific
            *sorted(_trust_env(m, cas) + _env(m.env, "env", reserved=("TZ",)))]
     labels = _labels(m, settings, base, PROD)
     lines = _header(m, settings, PROD)
+    fixes = _fixes_command(m, settings)
     if not m.has_shell:
         lines += _no_shell_stages(m, settings, base, cas)
     elif m.packages:
-        lines += _run_stage(m, base, cas)
+        lines += _run_stage(m, base, cas, fixes)
+    elif fixes:
+        lines += _hardening_only_or_fixes_stages(m, base, cas, fixes)
     else:
         lines += _hardening_only_stages(m, base, cas)
     lines += _final_block(env, _stage_args(base), labels, user)
     return "\n".join(lines) + "\n"
 
 
-def _run_stage(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
+def _run_stage(m: Manifest, base: _Base, cas: list[certs.CaCertificate], fixes: str | None) -> list[str]:
     """apt and apk images with packages: everything in one RUN, cleaned of lists, logs and caches."""
     lines = ["", *_global_args(base, None)] if base.from_build_args else []
-    commands = _apk_commands(m, cas) if m.distro == "alpine" else _apt_commands(m, cas)
-    lines += ["", f"FROM {base.ref}", "",
-              "# As root: an upstream or org parent image may end as a non-root user. USER below resets it.",
-              "USER 0:0"]
+    return [*lines, "", *_org_run(m, f"FROM {base.ref}", cas, fixes), ""]
+
+
+def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes: str | None) -> list[str]:
+    """The stage whose one RUN is the org layer: packages, security fixes, org CAs, user, time zone."""
+    commands = _apk_commands(m, cas, fixes) if m.distro == "alpine" else _apt_commands(m, cas, fixes)
+    lines = [from_line, "",
+             "# As root: an upstream or org parent image may end as a non-root user. USER below resets it.",
+             "USER 0:0"]
     mounts = []
     if cas:
         lines.append("# The org CAs are read from the context's certs/ through a bind mount: no layer of their own.")
         mounts.append(f"type=bind,source={CERTS_DIR},target={CERTS_IN_BUILD}")
-    return lines + [_run(commands, mounts), ""]
+    if fixes:
+        lines += ["# Security fixes: the builder names the packages to upgrade (empty: none); apply-fixes.sh adds",
+                  "# the configured suites for this RUN and is bind-mounted, so it is in no layer.",
+                  f"ARG {FIXES_ARG}"]
+        mounts.append(f"type=bind,source={FIXES_SCRIPT},target={FIXES_SCRIPT_IN_BUILD}")
+    return [*lines, _run(commands, mounts)]
+
+
+def _fixes_command(m: Manifest, settings: Settings) -> str | None:
+    """The apply-fixes command of an apt or apk image, or None when security fixes do not apply (policy
+    off, or an image without a package manager: its upstream must rebuild)."""
+    archives = settings.archives
+    archive = archives.for_distro(m.distro) if archives else None
+    if settings.policy.security_fixes == "off" or not m.has_shell or archive is None:
+        return None
+    if m.distro == "alpine":
+        args = ["--apk", f"v{m.release}", _mirror(archive.mirror, m.distro, "mirror")]
+    else:
+        life = lifecycle.lookup(m.distro, m.release)
+        if life is None or not life.codename:
+            raise RenderError("release", f"{m.distro} {m.release}: no codename known, so its archive suites cannot "
+                                         "be named for security fixes (set policy.security_fixes: off to build "
+                                         "without them)")
+        args = ["--apt", life.codename, APT_COMPONENTS[m.distro], _mirror(archive.mirror, m.distro, "mirror"),
+                _mirror(archive.security_mirror, m.distro, "security_mirror")]
+        args += [archive.ports_mirror] if archive.ports_mirror else []
+    return f"sh {FIXES_SCRIPT_IN_BUILD} " + " ".join(map(_sh, args))
+
+
+def _mirror(url: str, distro: str, key: str) -> str:
+    if not url:
+        raise ConfigError(f"factory.yaml: archives.{distro}.{key}: empty, but {distro} images get security "
+                          "fixes from it", hint="set the mirror, or policy.security_fixes: off")
+    return url
 
 
 def _hardening_only_stages(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
     """apt and apk images that ask for the org hardening only (no packages): one COPY of the changed
     files, prepared by the upstream itself in a helper stage."""
     lines = ["", *_global_args(base, None)] if base.from_build_args else []
+    return [*lines, "", *_upstream_helper(m, base, cas), "", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
+
+
+def _upstream_helper(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
     why = [
         "# Throwaway helper stage: the upstream itself, on the target platform. The manifest asks for the",
         "# org hardening only, so the image gets exactly the files it changes (prepared under /rootfs, see",
         "# prepare-rootfs.sh) in one COPY: no package lists, logs, caches or package database changes.",
     ]
-    lines += ["", *_helper_stage(f"FROM {base.ref} AS helper", why, ["--upstream", *_helper_args(m, cas)],
-                                 with_certs=bool(cas), as_root=True)]
-    return lines + ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
+    return _helper_stage(f"FROM {base.ref} AS helper", why, ["--upstream", *_helper_args(m, cas)],
+                         with_certs=bool(cas), as_root=True)
+
+
+def _hardening_only_or_fixes_stages(m: Manifest, base: _Base, cas: list[certs.CaCertificate],
+                                    fixes: str) -> list[str]:
+    """Hardening-only apt and apk images when security fixes apply: the one COPY of the hardening files
+    (stage org-copy, as without fixes) unless the builder finds fixes pending for the base and passes
+    ORG_LAYER=run: the files a COPY carries cannot upgrade packages, so then the org layer is one RUN
+    (stage org-run) that upgrades them and applies the same hardening. One added layer either way."""
+    lines = ["", *_global_args(base, None), f"ARG {ORG_LAYER_ARG}=copy", "", *_upstream_helper(m, base, cas)]
+    lines += ["", f"FROM {base.ref} AS org-copy", "COPY --from=helper /rootfs/ /", ""]
+    lines += _org_run(m, f"FROM {base.ref} AS org-run", cas, fixes)
+    return [*lines, "", f"FROM org-${{{ORG_LAYER_ARG}}}", ""]
 
 
 def _no_shell_stages(m: Manifest, settings: Settings, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
@@ -600,14 +685,14 @@ def _no_shell_stages(m: Manifest, settings: Settings, base: _Base, cas: list[cer
     why = [*_NO_SHELL_HELPER, "# It runs on the build platform: these files are the same on every architecture."]
     lines += _helper_stage("FROM --platform=$BUILDPLATFORM ${HELPER_REF} AS helper", why, _helper_args(m, cas),
                            copy_from_upstream=_keeps_upstream_etc(m), with_certs=bool(cas))
-    return lines + ["", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
+    return [*lines, "", f"FROM {base.ref}", "COPY --from=helper /rootfs/ /", ""]
 
 
 def _keeps_upstream_etc(m: Manifest) -> bool:
     """Whether the upstream has an /etc/passwd and /etc/group to keep: distroless images ship them, and an
     org parent got them from the factory. A scratch image is taken to have none (COPY of a missing file
     fails the build), so it gets root and the user only."""
-    return m.distro == "distroless" or m.upstream is None
+    return m.distro == "distroless" or isinstance(m.base, Parent)
 
 
 def _packages_unsupported(packages: tuple[str, ...], key: str, distro: str) -> None:
@@ -653,8 +738,8 @@ def _context_json(m: Manifest, base: _Base, variant: str, helper: str | None,
                   cas: Sequence[certs.CaCertificate] = ()) -> str:
     if variant == DEBUG:
         built_from = {"prod": m.name}
-    elif m.parent is not None and m.upstream is None:
-        built_from = {"parent": m.parent}
+    elif isinstance(m.base, Parent):
+        built_from = {"parent": m.base.name}
     else:
         built_from = {"upstream": base.ref}
     doc = {
@@ -701,6 +786,8 @@ def render_manifest(m: Manifest, settings: Settings) -> RenderedImage:
         files.update({f"{CERTS_DIR}/{name}": ca.pem for name, ca in zip(_cert_names(cas), cas, strict=True)})
         if _uses_helper_script(m):
             files[HELPER_SCRIPT] = _helper_script()
+        if _fixes_command(m, settings):
+            files[FIXES_SCRIPT] = resources.files("factory.render").joinpath(FIXES_SCRIPT).read_bytes()
         if m.variant(DEBUG) is not None:
             files[f"{DEBUG}/{DOCKERFILE}"] = _debug_dockerfile(m, settings).encode()
             files[f"{DEBUG}/{CONTEXT_FILE}"] = _context_json(m, _BASE_FROM_BUILD_ARGS, DEBUG, helper).encode()
@@ -720,7 +807,7 @@ def render_manifest(m: Manifest, settings: Settings) -> RenderedImage:
 
 def build_args(m: Manifest, variant: str = PROD) -> tuple[str, ...]:
     """The build args a Dockerfile of this manifest expects the builder to pass."""
-    needs_base_args = variant == DEBUG or m.upstream is None
+    needs_base_args = variant == DEBUG or isinstance(m.base, Parent)
     return (BASE_ARGS if needs_base_args else ()) + PER_BUILD_ARGS
 
 

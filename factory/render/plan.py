@@ -16,18 +16,24 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from factory.adapters.gitinfo import Revision
-from factory.build.buildx import created_timestamp
 from factory.core import platforms, versioning
 from factory.core.errors import UsageError
-from factory.render.contexts import (
+from factory.core.labels import (
+    BASE_DIGEST_LABEL,
     DEBUG,
     FINGERPRINT_LABEL,
     PROD,
-    RENDER_VERSION,
-    digest_files,
+    VERSION_LABEL,
+    created_timestamp,
 )
+from factory.core.model import Manifest, Parent, Upstream
+from factory.oci.registry import Registry
+from factory.render.contexts import RENDER_VERSION, digest_files
+from factory.spec.config import Settings
+from factory.spec.manifest import ManifestSet
 
 FINGERPRINT_VERSION = 1  # bump when what goes into the fingerprint changes
 LOOKUP_CONCURRENCY = 8
@@ -64,7 +70,6 @@ def fingerprint(*, context_digest: str, base_digest: str, platforms: Sequence[st
 
 NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED = (
     "new", "upstream changed", "parent changed", "manifest changed", "forced")
-BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class _Published:
     parent_digest: str | None  # the parent's `<parent>-v<major>.<minor>` index, as publish resolves it
 
 
-def make_plan(catalog, settings, registry_for: Callable, names: Sequence[str] = (), *, force: bool = False) -> Plan:
+def make_plan(manifests: ManifestSet, settings: Settings, registry_for: Callable[[str], Registry],
+              names: Sequence[str] = (), *, force: bool = False) -> Plan:
     """For each manifest (or the named ones and all their descendants): its fingerprint against the label
     on its current published version. Reads one tag list, then per image a HEAD of its current version,
     its index, one platform manifest and that manifest's config (the labels) and, for a child, a HEAD of
@@ -109,29 +115,30 @@ def make_plan(catalog, settings, registry_for: Callable, names: Sequence[str] = 
     built or pulled; upstream tags are `factory drift`'s job."""
     target = registry_for(settings.registry)
     tags = target.list_tags(settings.repository)
-    in_scope = _in_scope(catalog, names)
+    in_scope = _in_scope(manifests, names)
     with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
-        looked_up = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m, catalog), in_scope))
+        looked_up = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m, manifests), in_scope))
     planned: dict[str, PlannedImage] = {}
-    for m, published in zip(in_scope, looked_up):
+    for m, published in zip(in_scope, looked_up, strict=True):
         parent = planned.get(m.parent) if m.parent else None
         forced = force and (not names or m.name in names)
         planned[m.name] = _plan_one(m, settings, published, parent, forced)
     return Plan(tuple(planned.values()))
 
 
-def _in_scope(catalog, names: Sequence[str]) -> list:
+def _in_scope(manifests: ManifestSet, names: Sequence[str]) -> list[Manifest]:
     """Every manifest, or the named ones and their descendants; parents first."""
     if not names:
-        return catalog.ordered()
-    wanted = set(names) | {d.name for n in names for d in catalog.descendants(n)}
-    return [m for m in catalog.ordered() if m.name in wanted]
+        return manifests.ordered()
+    wanted = set(names) | {d.name for n in names for d in manifests.descendants(n)}
+    return [m for m in manifests.ordered() if m.name in wanted]
 
 
-def _look_up(target, repository: str, tags: Sequence[str], m, catalog) -> _Published:
+def _look_up(target: Registry, repository: str, tags: Sequence[str], m: Manifest,
+             manifests: ManifestSet) -> _Published:
     parent_digest = None
-    if m.parent:
-        parent = catalog[m.parent]
+    if isinstance(m.base, Parent):
+        parent = manifests[m.base.name]
         found = target.head_manifest(repository, f"{parent.name}-v{parent.version}")
         parent_digest = found.digest if found else None
     current = versioning.latest(versioning.versions_in(tags, m.name), m.major, m.minor)
@@ -144,10 +151,11 @@ def _look_up(target, repository: str, tags: Sequence[str], m, catalog) -> _Publi
                       labels.get(BASE_DIGEST_LABEL), parent_digest)
 
 
-def _plan_one(m, settings, published: _Published, parent: PlannedImage | None, forced: bool) -> PlannedImage:
+def _plan_one(m: Manifest, settings: Settings, published: _Published, parent: PlannedImage | None,
+              forced: bool) -> PlannedImage:
     platforms = tuple(str(p) for p in m.platforms)
-    if m.upstream:
-        base_digest = m.upstream.digest
+    if isinstance(m.base, Upstream):
+        base_digest = m.base.digest
     elif parent is not None and parent.build:
         base_digest = None  # known only once the parent is published
     else:
@@ -163,7 +171,7 @@ def _plan_one(m, settings, published: _Published, parent: PlannedImage | None, f
         reasons.append(PARENT_CHANGED)
     elif fp != published.fingerprint:
         if published.base_digest != base_digest:
-            reasons.append(UPSTREAM_CHANGED if m.upstream else PARENT_CHANGED)
+            reasons.append(UPSTREAM_CHANGED if isinstance(m.base, Upstream) else PARENT_CHANGED)
         else:
             reasons.append(MANIFEST_CHANGED)
     current = published.version
@@ -171,7 +179,7 @@ def _plan_one(m, settings, published: _Published, parent: PlannedImage | None, f
         name=m.name, build=bool(reasons), reasons=tuple(reasons), fingerprint=fp,
         current_version=str(current) if current else None, current_digest=published.digest,
         next_version=str(versioning.Version(m.major, m.minor, current.patch + 1 if current else 0)),
-        base=m.upstream.pinned_ref if m.upstream else m.parent, base_digest=base_digest,
+        base=m.base.pinned_ref if isinstance(m.base, Upstream) else m.base.name, base_digest=base_digest,
         platforms=platforms, depends_on=m.parent)
 
 
@@ -183,7 +191,7 @@ def table(plan: Plan) -> str:
         rows.append((i.name, "yes" if i.build else "no", ", ".join(i.reasons) or "up to date",
                      i.current_version or "-", (i.fingerprint or "(after parent)").removeprefix("sha256:")[:12]))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     count = len(plan.to_build())
     lines.append(f"{count} of {len(plan.images)} to build" if count else "nothing to build")
     return "\n".join(lines)
@@ -221,16 +229,41 @@ def levels(plan: Plan) -> dict[str, int]:
     return out
 
 
-def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS, *, level: int | None = None) -> dict:
+class MatrixEntry(TypedDict):
+    image: str
+    platform: str
+    runner: str
+    platform_slug: str
+    depends_on: str
+    level: int
+
+
+class BakeTarget(TypedDict):
+    context: str
+    dockerfile: str
+    platforms: list[str]
+    args: dict[str, str]
+    labels: dict[str, str]
+    tags: list[str]
+    contexts: NotRequired[dict[str, str]]
+
+
+class BakeFile(TypedDict):
+    group: dict[str, dict[str, list[str]]]
+    target: dict[str, BakeTarget]
+
+
+def github_matrix(plan: Plan, runners: Mapping[str, str] = RUNNERS, *,
+                  level: int | None = None) -> dict[str, list[MatrixEntry]]:
     """One entry per image x platform to build (optionally only one level), in dependency order."""
     depth = levels(plan)
-    include = [{"image": i.name, "platform": p, "runner": runners.get(p, DEFAULT_RUNNER),
-                "platform_slug": p.replace("/", "-"), "depends_on": i.depends_on or "", "level": depth[i.name]}
+    include = [MatrixEntry(image=i.name, platform=p, runner=runners.get(p, DEFAULT_RUNNER),
+                           platform_slug=p.replace("/", "-"), depends_on=i.depends_on or "", level=depth[i.name])
                for i in plan.to_build() for p in i.platforms if level is None or depth[i.name] == level]
     return {"include": include}
 
 
-def bake(plan: Plan, settings, revision: Revision | None = None) -> dict:
+def bake(plan: Plan, settings: Settings, revision: Revision | None = None) -> BakeFile:
     """A `docker buildx bake` file (run from the repository root) for the images to build: contexts,
     platforms, the build args and labels a publish passes, and the tags a publish would write. A child of
     a parent built in the same bake gets the parent's target as its base (a named context); otherwise it
@@ -244,18 +277,19 @@ def bake(plan: Plan, settings, revision: Revision | None = None) -> dict:
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}
 
 
-def _bake_target(i: PlannedImage, settings, revision: Revision | None, in_bake: Mapping[str, str]) -> dict:
+def _bake_target(i: PlannedImage, settings: Settings, revision: Revision | None,
+                 in_bake: Mapping[str, str]) -> BakeTarget:
     args = {"FACTORY_VERSION": i.next_version}
-    labels = {"org.opencontainers.image.version": i.next_version}
+    labels = {VERSION_LABEL: i.next_version}
     if i.fingerprint:  # a child of a parent built in the same bake has none yet
         args["FACTORY_FINGERPRINT"] = labels[FINGERPRINT_LABEL] = i.fingerprint
     if revision:
         created = created_timestamp(revision.commit_time)
         args |= {"FACTORY_REVISION": revision.sha, "FACTORY_CREATED": created,
                  "SOURCE_DATE_EPOCH": str(revision.commit_time)}
-    target = {"context": os.path.relpath(settings.images_dir / i.name, settings.root), "dockerfile": "Dockerfile",
-              "platforms": list(i.platforms), "args": args, "labels": labels, "tags": _tags(i, settings)}
-    if i.depends_on in in_bake:
+    target = BakeTarget(context=os.path.relpath(settings.images_dir / i.name, settings.root), dockerfile="Dockerfile",
+                        platforms=list(i.platforms), args=args, labels=labels, tags=_tags(i, settings))
+    if i.depends_on is not None and i.depends_on in in_bake:
         args["BASE_REF"] = "parent"
         target["contexts"] = {"parent": f"target:{in_bake[i.depends_on]}"}
     elif i.depends_on:
@@ -267,7 +301,7 @@ def _bake_target(i: PlannedImage, settings, revision: Revision | None, in_bake: 
     return target
 
 
-def _tags(i: PlannedImage, settings) -> list[str]:
+def _tags(i: PlannedImage, settings: Settings) -> list[str]:
     version = versioning.Version(*map(int, i.next_version.split(".")))
     tags = [versioning.immutable_tag(i.name, version), *versioning.floating_tags(i.name, version)]
     return [f"{settings.target}:{t}" for t in tags]

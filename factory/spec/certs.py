@@ -34,7 +34,6 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID
 
 from factory.core.errors import CertificateError, ConfigError, Problem
 from factory.core.model import CaFile, Manifest
@@ -158,7 +157,7 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 
 def _not_a_ca(cert: x509.Certificate) -> str:
     try:
-        constraints = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return "is not a CA certificate: it has no basicConstraints extension (a CA needs CA:TRUE)"
     except ValueError as e:  # a malformed extension
@@ -166,7 +165,7 @@ def _not_a_ca(cert: x509.Certificate) -> str:
     if not constraints.ca:
         return "is not a CA certificate: basicConstraints says CA:FALSE (a server or client certificate?)"
     try:
-        usage = cert.extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return "is not a CA certificate: it has no keyUsage extension (a CA needs keyCertSign)"
     if not usage.key_cert_sign:

@@ -12,25 +12,21 @@ at once, as ``factory.yaml:LINE: key.path: message``, or naming the environment 
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from jsonschema.exceptions import ValidationError
 
 from factory.core import platforms
 from factory.core.errors import ConfigError, Problem
 from factory.spec import schemas, yamlload
+from factory.spec.schemas import quote
 
 CONFIG_FILE = "factory.yaml"
 
 # Environment variable -> (key path, parser). Declared once; documented in docs/config.md.
-ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Any]] = {
+ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Callable[[str], object]]] = {
     "FACTORY_REGISTRY": (("registry",), str),
     "FACTORY_REPOSITORY": (("repository",), str),
     "FACTORY_PLATFORMS": (("platforms",), lambda v: [p.strip() for p in v.split(",") if p.strip()]),
@@ -44,12 +40,7 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Any]] = {
 }
 
 
-@cache
-def schema() -> dict:
-    return json.loads(resources.files("factory.spec.schema").joinpath("config.schema.json").read_text())
-
-
-def _defaults(node: dict) -> Any:
+def _defaults(node: dict[str, Any]) -> Any:
     if "default" in node:
         return node["default"]
     if node.get("type") == "object" and "properties" in node:
@@ -57,7 +48,7 @@ def _defaults(node: dict) -> Any:
     return node.get("default")
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -74,8 +65,30 @@ class Policy:
     max_size_overhead_percent: float
     fail_on_severities: tuple[str, ...]
     scanner_db_unavailable: str
+    security_fixes: str  # require | warn | off (docs/security-fixes.md)
     license_deny: tuple[str, ...]
     license_warn: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DistroArchive:
+    """Where one distribution's package indexes are read (an air-gapped org points these at its mirror)."""
+
+    mirror: str
+    security_mirror: str = ""  # apt distributions' -security suite
+    ports_mirror: str = ""  # Ubuntu's architectures other than amd64/i386
+    keys: Path | None = None  # inside the repository: keyring (apt) or folder of keys (apk); None: the system's
+
+
+@dataclass(frozen=True)
+class Archives:
+    debian: DistroArchive
+    ubuntu: DistroArchive
+    alpine: DistroArchive
+
+    def for_distro(self, distro: str) -> DistroArchive | None:
+        """The archive of an apt or apk distribution; None for those without a package manager."""
+        return {"debian": self.debian, "ubuntu": self.ubuntu, "alpine": self.alpine}.get(distro)
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ class Settings:
     builder: str | None
     vendor: str
     source_url: str
-    defaults: dict = field(hash=False)
+    defaults: dict[str, Any] = field(hash=False)
     policy: Policy = field(hash=False)
     signing: Signing = field(hash=False)
     # pinned apt-based image for the helper stage of no-shell images (see config.schema.json)
@@ -117,6 +130,8 @@ class Settings:
     registry_client: RegistryClient = field(default_factory=RegistryClient, hash=False)
     # When set, the only folders external tools are looked up in (a hermetic toolchain).
     tools_path: tuple[Path, ...] | None = None
+    # Package archives of each distribution, for security fixes (None: the schema's defaults).
+    archives: Archives | None = field(default=None, hash=False)
 
     @property
     def target(self) -> str:
@@ -139,9 +154,9 @@ class Settings:
         return (registry or self.registry) in self.insecure_registries
 
 
-def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read factory.yaml (or the built-in defaults when there is none), apply env overrides, validate."""
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if path is None:
         path = Path.cwd() / CONFIG_FILE
         doc = _read(path) if path.exists() else yamlload.Document({})
@@ -151,14 +166,14 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Set
         doc = _read(path)
     raw, from_env = doc.data, {}
     for var, (keys, parse) in ENV_OVERRIDES.items():
-        if environ.get(var):
+        if env.get(var):
             node = raw
             for k in keys[:-1]:
                 node = node.setdefault(k, {})
                 if not isinstance(node, dict):  # the file has a non-mapping there: the schema says so
                     break
             else:
-                node[keys[-1]] = parse(environ[var])
+                node[keys[-1]] = parse(env[var])
                 from_env[".".join(keys)] = var
     root = path.parent.resolve()
     problems = _structure_problems(doc, str(path), from_env)
@@ -166,8 +181,9 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Set
         problems = _meaning_problems(raw, root, doc, str(path), from_env)
     if problems:
         raise ConfigError("\n".join(str(p) for p in problems),
-                          hint="every key, its default and its environment override: factory/spec/schema/config.schema.json")
-    return _build(_deep_merge(_defaults(schema()), raw), root)
+                          hint="every key, its default and its environment override: "
+                               "factory/spec/schema/config.schema.json")
+    return _build(_deep_merge(_defaults(schemas.load("config")), raw), root)
 
 
 def _read(path: Path) -> yamlload.Document:
@@ -201,18 +217,24 @@ PATTERN_WORDS: dict[str, str] = {
         "an image reference pinned by digest, like docker.io/library/debian:bookworm-slim@sha256:<64 hex>",
     r"^[A-Za-z0-9_][A-Za-z0-9._/-]*[.](pem|crt|cer)$":
         "a PEM file path relative to the repository root, like certs/org-root-ca.pem (.pem, .crt or .cer)",
+    r"^(https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?)?$":
+        "an http(s) mirror URL like http://deb.debian.org/debian (or empty)",
+    r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$": "a path relative to the repository root, like keys/debian-archive-keyring.gpg",
 }
 
 
-@cache
-def _validator():
-    return schemas.Validator(schema())
+WORDS = schemas.Words(
+    schemas.load("config"), PATTERN_WORDS,
+    secrets="secrets never go in factory.yaml (it is committed); cosign's key password comes from "
+            "COSIGN_PASSWORD, registry credentials from the docker config",
+)
 
 
 def _structure_problems(doc: yamlload.Document, shown: str, from_env: dict[str, str]) -> list[Problem]:
     problems: dict[Problem, None] = {}  # ordered set: jsonschema repeats some errors
-    for error in sorted(_validator().iter_errors(doc.data), key=lambda e: [str(p) for p in e.absolute_path]):
-        for key, message in _explain(error):
+    errors = schemas.validator("config").iter_errors(doc.data)
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        for key, message in schemas.explain(error, WORDS, doc.written):
             problems.setdefault(_problem(key, message, doc, shown, from_env))
     return list(problems)
 
@@ -227,81 +249,9 @@ def _problem(key: str, message: str, doc: yamlload.Document, shown: str, from_en
     return Problem(shown, line, key, message)
 
 
-def _explain(error: ValidationError) -> list[tuple[str, str]]:
-    path = ".".join(str(p) for p in error.absolute_path)
-    kind, value, limit = error.validator, error.instance, error.validator_value
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        return [(_join(path, k), _unknown_key(k, path, allowed)) for k in value if k not in allowed]
-    if kind == "type":
-        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in ([limit] if isinstance(limit, str) else limit))
-        return [(path, f"expected {expected}, got {_describe(value)}")]
-    if kind == "enum":
-        options = {str(o).lower(): o for o in limit}  # `critical` and `CRITICL` both mean CRITICAL
-        close = difflib.get_close_matches(str(value).lower(), list(options), n=1, cutoff=0.6)
-        hint = f"; did you mean {options[close[0]]!r}?" if close else ""
-        return [(path, f"expected one of {', '.join(map(repr, limit))}, got {_describe(value)}{hint}")]
-    if kind == "pattern":
-        words = PATTERN_WORDS.get(limit, f"text matching {limit}")
-        return [(path, f"expected {words}, got {_quote(value)}")]
-    if kind in ("maxLength", "minLength"):
-        bound = "at most" if kind == "maxLength" else "at least"
-        return [(path, f"is {len(value)} characters long; {bound} {limit} allowed")]
-    if kind in ("maxItems", "minItems"):
-        bound = "at most" if kind == "maxItems" else "at least"
-        return [(path, f"has {len(value)} items; {bound} {limit} allowed")]
-    if kind in ("minimum", "maximum", "exclusiveMinimum"):
-        words = {"minimum": "less than the minimum", "maximum": "more than the maximum",
-                 "exclusiveMinimum": "not more than"}[kind]
-        return [(path, f"{value!r} is {words} {limit}")]
-    if kind == "uniqueItems":
-        return [(path, "lists the same value more than once")]
-    return [(path, error.message[:300])]
-
-
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a finite number", "boolean": "true or false",
-               "array": "a list", "object": "a mapping of keys", "null": "nothing (null)"}
-
-
-def _unknown_key(key: str, path: str, allowed: list[str]) -> str:
-    if any(word in key.lower() for word in ("password", "secret", "token")):
-        return (f"unknown key {_quote(key)}: secrets never go in factory.yaml (it is committed); cosign's "
-                "key password comes from COSIGN_PASSWORD, registry credentials from the docker config")
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key {_quote(key)}; did you mean {close[0]!r}?"
-    where = f"under {path!r}" if path else "at the top level"
-    return f"unknown key {_quote(key)}; allowed {where}: {', '.join(allowed)}"
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (the key has no value)"
-    if isinstance(value, bool):
-        return f"true/false ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"text {_quote(value)}"
-    if isinstance(value, list):
-        return f"a list of {len(value)} item(s)"
-    if isinstance(value, dict):
-        return f"a mapping of {len(value)} key(s)"
-    return _quote(value)
-
-
-def _quote(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
 # --- meaning --------------------------------------------------------------------------------------
 
-def _meaning_problems(raw: dict, root: Path, doc: yamlload.Document, shown: str,
+def _meaning_problems(raw: dict[str, Any], root: Path, doc: yamlload.Document, shown: str,
                       from_env: dict[str, str]) -> list[Problem]:
     found: list[tuple[str, str]] = []
     for i, text in enumerate(raw.get("platforms", [])):
@@ -309,7 +259,7 @@ def _meaning_problems(raw: dict, root: Path, doc: yamlload.Document, shown: str,
             platforms.parse(text)
         except ValueError as e:
             found.append((f"platforms.{i}", str(e)))
-    defaults = _defaults(schema())
+    defaults = _defaults(schemas.load("config"))
     given = {key: raw.get(key, defaults[key]) for key in ("manifests_dir", "images_dir")}
     manifests, problem = _inside(root, given["manifests_dir"], root_ok=True)  # only read
     if problem:
@@ -318,9 +268,14 @@ def _meaning_problems(raw: dict, root: Path, doc: yamlload.Document, shown: str,
     if problem:
         found.append(("images_dir", problem))
     elif images == manifests or images in manifests.parents:
-        found.append(("images_dir", f"{_quote(given['images_dir'])} holds manifests_dir "
-                                    f"{_quote(given['manifests_dir'])}; `factory render` removes files it did not "
+        found.append(("images_dir", f"{quote(given['images_dir'])} holds manifests_dir "
+                                    f"{quote(given['manifests_dir'])}; `factory render` removes files it did not "
                                     "render there: use separate folders"))
+    for distro, archive in (raw.get("archives") or {}).items():
+        if isinstance(archive, dict) and isinstance(archive.get("keys"), str):
+            _, problem = _inside(root, archive["keys"], root_ok=False)  # read: keyrings are committed
+            if problem:
+                found.append((f"archives.{distro}.keys", problem))
     return [_problem(key, message, doc, shown, from_env) for key, message in found]
 
 
@@ -329,14 +284,15 @@ def _inside(root: Path, text: str, *, root_ok: bool) -> tuple[Path, str]:
     itself, unless ``root_ok``). Symbolic links are followed before checking."""
     folder = (root / text).resolve()
     if folder == root and not root_ok:
-        return folder, (f"{_quote(text)} is the repository itself; use a folder inside it "
+        return folder, (f"{quote(text)} is the repository itself; use a folder inside it "
                         "(`factory render` writes and removes files there)")
     if folder != root and root not in folder.parents:
-        return folder, f"{_quote(text)} resolves to {folder}, outside the repository {root}; use a folder inside it"
+        return folder, f"{quote(text)} resolves to {folder}, outside the repository {root}; use a folder inside it"
     return folder, ""
 
 
-def _build(d: dict, root: Path) -> Settings:
+def _build(d: dict[str, Any], root: Path) -> Settings:
+    policy: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()}
     return Settings(
         root=root,
         registry=d["registry"],
@@ -350,10 +306,17 @@ def _build(d: dict, root: Path) -> Settings:
         vendor=d["vendor"],
         source_url=d["source_url"],
         defaults=d["defaults"],
-        policy=Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()}),
+        policy=Policy(**policy),
         signing=Signing(**d["signing"]),
         helper_image=d["helper_image"],
         certificates=tuple(d["certificates"]),
         registry_client=RegistryClient(**d["registry_client"]),
         tools_path=None if d["tools_path"] is None else tuple(root / p for p in d["tools_path"]),
+        archives=Archives(**{distro: _archive(a, root) for distro, a in d["archives"].items()}),
     )
+
+
+def _archive(a: dict[str, Any], root: Path) -> DistroArchive:
+    keys = None if a.get("keys") is None else (root / a["keys"]).resolve()
+    return DistroArchive(mirror=a["mirror"], security_mirror=a.get("security_mirror", ""),
+                         ports_mirror=a.get("ports_mirror", ""), keys=keys)

@@ -1,28 +1,21 @@
 """Load manifests: safe YAML, then structure by the JSON Schema, then meaning in Python.
 
-The result is a :class:`Catalog` of frozen :class:`~factory.model.Manifest` objects; nothing
+The result is a :class:`ManifestSet` of frozen :class:`~factory.core.model.Manifest` objects; nothing
 downstream reads YAML. Every problem in every file is collected and raised together as one
-:class:`~factory.errors.ManifestError`, each pointing at a file, a line and a key path, quoting the
+:class:`~factory.core.errors.ManifestError`, each pointing at a file, a line and a key path, quoting the
 bad value and saying what was expected.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
 
 from factory.core import platforms
 from factory.core.errors import ManifestError, Problem
@@ -30,6 +23,7 @@ from factory.core.model import (
     CaFile,
     ImageTest,
     Manifest,
+    Parent,
     Upstream,
     User,
     Variant,
@@ -39,11 +33,6 @@ from factory.spec import schemas, yamlload
 from factory.spec.config import Settings
 
 SUFFIXES = (".yaml", ".yml")
-
-
-@cache
-def schema() -> dict:
-    return json.loads(resources.files("factory.spec.schema").joinpath("manifest.schema.json").read_text())
 
 
 # What each pattern in the schema means, in words, for error messages and docs/manifests.md.
@@ -79,16 +68,29 @@ PATTERN_WORDS: dict[str, str] = {
         "a PEM file path relative to the repository root, like certs/team-ca.pem (.pem, .crt or .cer)",
 }
 
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
-               "boolean": "true or false", "array": "a list", "object": "a mapping of keys",
-               "null": "nothing"}
+
+
+def _upstream_hint(value: str, pattern: str) -> str:
+    """upstream.image written with its tag or digest: say where they go."""
+    image_pattern = schemas.load("manifest")["properties"]["upstream"]["properties"]["image"]["pattern"]
+    if pattern == image_pattern and ("@" in value or ":" in value.rsplit("/", 1)[-1]):
+        return "; put the tag in upstream.tag and the digest in upstream.digest"
+    return ""
+
+
+WORDS = schemas.Words(
+    schemas.load("manifest"), PATTERN_WORDS,
+    required={"apiVersion": " (write apiVersion: factory/v1)", "version": ' (major.minor, quoted: version: "1.0")'},
+    one_of="'upstream' pins an external image, 'parent' names another org image",
+    pattern_hint=_upstream_hint,
+)
 
 
 # ---------------------------------------------------------------------------------------------
-# The catalog
+# The manifest set
 
 
-class Catalog(Mapping[str, Manifest]):
+class ManifestSet(Mapping[str, Manifest]):
     """Every loaded manifest by name, and the parent hierarchy between them. Immutable."""
 
     def __init__(self, manifests: Iterable[Manifest]) -> None:
@@ -109,7 +111,7 @@ class Catalog(Mapping[str, Manifest]):
         return len(self._by_name)
 
     def __repr__(self) -> str:
-        return f"Catalog({list(self._by_name)})"
+        return f"ManifestSet({list(self._by_name)})"
 
     def ordered(self) -> list[Manifest]:
         """Parents before children: by depth in the hierarchy, then by name (deterministic)."""
@@ -117,7 +119,7 @@ class Catalog(Mapping[str, Manifest]):
 
     def children(self, name: str) -> list[Manifest]:
         self[name]  # KeyError for an unknown name, like the other queries
-        return [m for m in self.values() if m.parent == name]
+        return [m for m in self.values() if m.base == Parent(name)]
 
     def descendants(self, name: str) -> list[Manifest]:
         """Children, their children ...: in dependency order (each after its parent)."""
@@ -125,11 +127,11 @@ class Catalog(Mapping[str, Manifest]):
         return [m for m in self.ordered() if any(a.name == name for a in self.ancestors(m.name))]
 
     def ancestors(self, name: str) -> list[Manifest]:
-        """Parent, grandparent ...: nearest first. Stops at a parent outside the catalog."""
+        """Parent, grandparent ...: nearest first. Stops at a parent outside the set."""
         chain: list[Manifest] = []
         current = self[name]
-        while current.parent in self._by_name:
-            current = self[current.parent]
+        while isinstance(current.base, Parent) and current.base.name in self._by_name:
+            current = self[current.base.name]
             if current in chain or current.name == name:
                 raise ValueError(f"parent cycle through {name!r}")  # load_all never builds one
             chain.append(current)
@@ -140,7 +142,7 @@ class Catalog(Mapping[str, Manifest]):
 # Public entry points
 
 
-def load_all(settings: Settings, paths: Sequence[Path] | None = None) -> Catalog:
+def load_all(settings: Settings, paths: Sequence[Path] | None = None) -> ManifestSet:
     """Load manifests (files or folders; default: every manifest in settings.manifests_dir).
 
     A ``parent`` that is not among ``paths`` is loaded from settings.manifests_dir, so a single
@@ -153,7 +155,7 @@ def load_all(settings: Settings, paths: Sequence[Path] | None = None) -> Catalog
     problems += _cross_file_problems(loaded, settings)
     if problems:
         raise ManifestError(sorted(problems, key=_problem_order))
-    return Catalog(one.manifest for one in loaded if one.manifest)
+    return ManifestSet(one.manifest for one in loaded if one.manifest)
 
 
 def load_file(path: Path, settings: Settings) -> Manifest:
@@ -181,8 +183,8 @@ def find_files(settings: Settings, paths: Sequence[Path] | None) -> tuple[list[P
     settings.manifests_dir), de-duplicated, and a problem for each path that does not exist."""
     files: dict[Path, Path] = {}  # resolved -> as given (for messages)
     problems: list[Problem] = []
-    for given in (settings.manifests_dir,) if paths is None else paths:
-        given = Path(given)
+    for written in (settings.manifests_dir,) if paths is None else paths:
+        given = Path(written)
         if given.is_dir():
             found = sorted(p for p in given.iterdir() if p.suffix in SUFFIXES and p.is_file())
         elif given.is_file():
@@ -265,8 +267,7 @@ def _manifest(doc: yamlload.Document, path: Path, settings: Settings) -> Manifes
         version=d["version"],
         description=d["description"],
         distro=d["distro"],
-        upstream=Upstream(up["image"], up.get("tag"), up.get("digest")) if up else None,
-        parent=d.get("parent"),
+        base=Upstream(up["image"], up.get("tag"), up.get("digest")) if up else Parent(d["parent"]),
         release=d.get("release"),
         runtime=d.get("runtime", _schema_default("properties", "runtime")),
         platforms=platforms.parse_all(d["platforms"]) if "platforms" in d else settings.platforms,
@@ -295,7 +296,7 @@ def _manifest(doc: yamlload.Document, path: Path, settings: Settings) -> Manifes
     )
 
 
-def _ca_files(d: dict, settings: Settings) -> tuple[CaFile, ...]:
+def _ca_files(d: dict[str, Any], settings: Settings) -> tuple[CaFile, ...]:
     """factory.yaml's org-wide CA files, then the manifest's own (checked by factory.certs)."""
     org = [CaFile(settings.root / w, w, f"certificates.{i}", True) for i, w in enumerate(settings.certificates)]
     own = [CaFile(settings.root / w, w, f"certificates.additional.{i}", False)
@@ -303,13 +304,13 @@ def _ca_files(d: dict, settings: Settings) -> tuple[CaFile, ...]:
     return tuple(org + own)
 
 
-def _pairs(mapping: dict | None) -> tuple[tuple[str, str], ...]:
+def _pairs(mapping: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((mapping or {}).items()))
 
 
 def _schema_default(*pointer: str) -> Any:
     """The schema's default at a path of schema keywords: declared once, in the schema."""
-    node = schema()
+    node = schemas.load("manifest")
     for key in pointer:
         node = node[key]
     return node["default"]
@@ -319,182 +320,12 @@ def _schema_default(*pointer: str) -> Any:
 # Structure: JSON Schema errors -> Problems that point at the key and say what to do
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    return schemas.Validator(schema())  # ECMA-262 `$` in patterns: see factory.schemas
-
-
 def _structure_problems(doc: yamlload.Document, shown: str) -> list[Problem]:
     problems: dict[Problem, None] = {}  # ordered set: jsonschema repeats some errors
-    for error in _validator().iter_errors(doc.data):
-        for key, message in _explain(error, doc):
-            problems.setdefault(Problem(shown, _line_of(doc, key), key, message))
+    for error in schemas.validator("manifest").iter_errors(doc.data):
+        for key, message in schemas.explain(error, WORDS, doc.written):
+            problems.setdefault(Problem(shown, doc.line_of(key), key, message))
     return list(problems)
-
-
-def _explain(error: ValidationError, doc: yamlload.Document) -> list[tuple[str, str]]:
-    """One schema error -> (key path, message) pairs. Some errors name several keys."""
-    path = ".".join(str(p) for p in error.absolute_path)
-    kind = error.validator
-    if "propertyNames" in error.relative_schema_path:  # a bad key; error.instance is the key
-        key = _join(path, error.instance)
-        return [(key, f"key {_quote(error.instance)} is not valid: expected {_expected(error, kind)}")]
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        return [(_join(path, k), _unknown_key(k, path, allowed))
-                for k in error.instance if k not in allowed]
-    if kind == "required":
-        return [(_join(path, k), f"required key {k!r} is missing{_required_hint(k)}")
-                for k in error.validator_value if k not in error.instance]
-    if kind == "oneOf" and not path:  # the only oneOf: upstream xor parent
-        both = "upstream" in error.instance and "parent" in error.instance
-        detail = ("; this manifest has both" if both else
-                  ": 'upstream' pins an external image, 'parent' names another org image")
-        key = "parent" if both else ""
-        return [(key, f"exactly one of 'upstream' or 'parent' is required{detail}")]
-    return [(path, _value_message(error, doc.written.get(path)))]
-
-
-def _value_message(error: ValidationError, written: str | None) -> str:
-    value, kind, limit = error.instance, error.validator, error.validator_value
-    if kind == "type":
-        return f"expected {_type_words(limit)}, got {_describe(value, written)}{_quote_hint(limit, value, written)}"
-    if kind in ("enum", "const"):
-        options = limit if kind == "enum" else [limit]
-        hint = _did_you_mean(value, [str(o) for o in options]) if kind == "enum" and isinstance(value, str) else ""
-        return f"expected {_one_of(options)}, got {_describe(value, written)}{hint}"
-    if kind == "pattern":
-        return f"expected {_expected(error, kind)}, got {_quote(value)}{_pattern_hint(value, limit)}"
-    if kind in ("maxLength", "minLength"):
-        if kind == "maxLength":
-            return f"is {len(value)} characters long; at most {limit} allowed"
-        return f"is {len(value)} characters long; at least {limit} needed"
-    if kind in ("maxItems", "minItems"):
-        if kind == "minItems" and limit == 1:
-            return "must not be empty"
-        bound = "at most" if kind == "maxItems" else "at least"
-        return f"has {len(value)} items; {bound} {limit} allowed"
-    if kind == "maxProperties":
-        return f"has {len(value)} keys; at most {limit} allowed"
-    if kind == "uniqueItems":
-        return f"lists {_quote(_first_repeat(value))} more than once"
-    if kind == "minimum":
-        return f"{value!r} is less than the minimum {limit}"
-    if kind == "maximum":
-        return f"{value!r} is more than the maximum {limit}"
-    return error.message[:300]  # a keyword this module does not phrase yet: jsonschema's words
-
-
-def _first_repeat(items: list) -> Any:
-    seen: list = []  # a list, not a set: items may be unhashable (lists, mappings)
-    for item in items:
-        if item in seen:
-            return item
-        seen.append(item)
-    return None
-
-
-def _expected(error: ValidationError, kind: str) -> str:
-    if kind == "pattern":
-        return PATTERN_WORDS.get(error.validator_value, f"text matching {error.validator_value}")
-    if kind == "maxLength":
-        return f"at most {error.validator_value} characters"
-    return error.message[:200]
-
-
-def _unknown_key(key: str, path: str, allowed: list[str]) -> str:
-    message = f"unknown key {_quote(key)}"
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if not close:
-        close = [a for a in allowed if a.lower() == str(key).lower()]
-    if close:
-        return f"{message}; did you mean {close[0]!r}?"
-    homes = [h for h in _key_homes().get(key, []) if h.rpartition(".")[0] != path]
-    if homes:
-        return f"{message} here; it belongs at {' or '.join(homes)}"
-    where = f"under {path!r}" if path else "at the top level"
-    return f"{message}; allowed {where}: {', '.join(allowed)}"
-
-
-@cache
-def _key_homes() -> dict[str, list[str]]:
-    """Key name -> every key path where the schema allows it (for 'it belongs at user.uid')."""
-    homes: dict[str, list[str]] = {}
-
-    def walk(node: dict, path: str) -> None:
-        node = resolve_ref(node)
-        for key, sub in node.get("properties", {}).items():
-            homes.setdefault(key, []).append(_join(path, key))
-            walk(sub, _join(path, key))
-        if isinstance(node.get("items"), dict):
-            walk(node["items"], f"{path}[]")  # tests[].name, as docs/manifests.md writes it
-
-    walk(schema(), "")
-    return homes
-
-
-def resolve_ref(node: dict) -> dict:
-    """A schema node with its local $ref (#/$defs/x) followed; keywords beside the $ref win."""
-    ref = node.get("$ref", "")
-    if not ref.startswith("#/$defs/"):
-        return node
-    return {**schema()["$defs"][ref.rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
-
-
-_REQUIRED_HINTS = {"apiVersion": " (write apiVersion: factory/v1)",
-                   "version": ' (major.minor, quoted: version: "1.0")'}
-
-
-def _required_hint(key: str) -> str:
-    return _REQUIRED_HINTS.get(key, "")
-
-
-def _pattern_hint(value: str, pattern: str) -> str:
-    if pattern == schema()["properties"]["upstream"]["properties"]["image"]["pattern"]:
-        if "@" in value or ":" in value.rsplit("/", 1)[-1]:
-            return "; put the tag in upstream.tag and the digest in upstream.digest"
-    return ""
-
-
-def _quote_hint(expected: str | list, value: Any, written: str | None) -> str:
-    """YAML reads 1.10 as a number and yes/no as booleans; the fix is quoting."""
-    if expected == "string" and written is not None and value is not None:
-        return f'; quote it: "{written}"'
-    return ""
-
-
-def _type_words(expected: str | list) -> str:
-    names = expected if isinstance(expected, list) else [expected]
-    return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
-
-
-def _describe(value: Any, written: str | None = None) -> str:
-    """How YAML read a value, in words: `a number (1.10)`, `true/false (yes)`, `text 'x'`."""
-    if value is None:
-        return "nothing (the key has no value)"
-    if isinstance(value, bool):
-        kind = "true/false"
-    elif isinstance(value, (int, float)):
-        kind = "a number"
-    elif isinstance(value, str):
-        return f"text {_quote(value)}"
-    elif isinstance(value, list):
-        return f"a list of {len(value)} item(s)"
-    elif isinstance(value, dict):
-        return f"a mapping of {len(value)} key(s)"
-    else:
-        return _quote(value)
-    return f"{kind} ({written if written is not None else repr(value)})"
-
-
-def _one_of(options: list) -> str:
-    texts = [repr(o) for o in options]
-    return texts[0] if len(texts) == 1 else "one of " + ", ".join(texts)
-
-
-def _did_you_mean(value: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(value.lower(), options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,14 +342,14 @@ def _meaning_problems(doc: yamlload.Document, path: Path, shown: str) -> list[Pr
                               f"rename {path.name} or change name"))
     found += _date_problems(raw)
     found += _platform_problems(raw.get("platforms"))
-    return [Problem(shown, _line_of(doc, key), key, message) for key, message in found]
+    return [Problem(shown, doc.line_of(key), key, message) for key, message in found]
 
 
 def _bad_name(name: str) -> bool:
-    return not _validator().evolve(schema=schema()["$defs"]["name"]).is_valid(name)
+    return not schemas.validator("manifest").evolve(schema=schemas.load("manifest")["$defs"]["name"]).is_valid(name)
 
 
-def _date_problems(raw: dict) -> list[tuple[str, str]]:
+def _date_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     dates = [("eol", raw.get("eol"))]
     waivers = raw.get("waivers")
     if isinstance(waivers, list):
@@ -537,7 +368,8 @@ def _date_problems(raw: dict) -> list[tuple[str, str]]:
 def _platform_problems(texts: Any) -> list[tuple[str, str]]:
     if not isinstance(texts, list):
         return []
-    found, seen = [], {}
+    found: list[tuple[str, str]] = []
+    seen: dict[platforms.Platform, int] = {}
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             continue  # the schema reports it
@@ -558,13 +390,12 @@ def _platform_problems(texts: Any) -> list[tuple[str, str]]:
 
 
 def _cross_file_problems(loaded: list[_Loaded], settings: Settings) -> list[Problem]:
-    good = [one for one in loaded if one.manifest]
+    good = [(one, one.manifest) for one in loaded if one.manifest]
     problems = _duplicate_names(loaded)
     known = {one.name for one in loaded if one.name}
-    for one in good:
-        parent = one.manifest.parent
-        if parent and parent not in known:
-            problems.append(_problem_at(one, "parent", _missing_parent(parent, known, settings)))
+    for one, m in good:
+        if isinstance(m.base, Parent) and m.base.name not in known:
+            problems.append(_problem_at(one, "parent", _missing_parent(m.base.name, known, settings)))
     problems += _cycles(good)
     return problems
 
@@ -587,13 +418,14 @@ def _duplicate_names(loaded: list[_Loaded]) -> list[Problem]:
 
 def _missing_parent(parent: str, known: set[str], settings: Settings) -> str:
     message = f"parent {parent!r} is not a manifest (no {parent}.yaml in {shown_path(settings.manifests_dir)})"
-    return message + _did_you_mean(parent, sorted(known))
+    return message + schemas.did_you_mean(parent, sorted(known))
 
 
-def _cycles(good: list[_Loaded]) -> list[Problem]:
-    by_name = {one.name: one for one in good}
-    parent_of = {one.name: one.manifest.parent for one in good}
-    problems, reported = [], set()
+def _cycles(good: list[tuple[_Loaded, Manifest]]) -> list[Problem]:
+    by_name = {m.name: one for one, m in good}
+    parent_of = {m.name: m.parent for _, m in good}
+    problems: list[Problem] = []
+    reported: set[frozenset[str]] = set()
     for start in sorted(parent_of):
         cycle = _cycle_from(start, parent_of)
         if not cycle or frozenset(cycle) in reported:
@@ -625,24 +457,6 @@ def _problem_at(one: _Loaded, key: str, message: str) -> Problem:
 # Small helpers
 
 
-def _line_of(doc: yamlload.Document, key: str) -> int | None:
-    while key:
-        if key in doc.lines:
-            return doc.lines[key]
-        key = key.rpartition(".")[0]
-    return None
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _quote(value: Any, limit: int = 80) -> str:
-    """repr() of a user value, cut short: messages quote what was written, not a megabyte of it."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-1]} ({len(str(value))} characters)"
-
-
 def shown_path(path: Path | str) -> str:
     """The path as people want to read it: relative to the current folder when inside it."""
     try:
@@ -651,5 +465,5 @@ def shown_path(path: Path | str) -> str:
         return str(path)
 
 
-def _problem_order(p: Problem) -> tuple:
+def _problem_order(p: Problem) -> tuple[str, int, str, str]:
     return (p.path, p.line or 0, p.key, p.message)

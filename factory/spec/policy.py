@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 from factory.core import lifecycle
 from factory.core.errors import Problem
-from factory.core.model import Manifest, Upstream
+from factory.core.model import Manifest, Upstream, Vulnerability
+from factory.core.reference import DOCKER_HUB, normalise_registry
 from factory.spec.config import Settings
 
 ERROR, WARNING = "error", "warning"
@@ -322,16 +323,6 @@ def _check_pinned_digest(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
                                   f"sha256:<64 lowercase hex>, copy it from {fetch}")
 
 
-# Docker Hub answers under several host names; the allow-list names it docker.io.
-_DOCKER_HUB_ALIASES = {"index.docker.io": "docker.io", "registry-1.docker.io": "docker.io",
-                       "registry.hub.docker.com": "docker.io"}
-
-
-def normalise_registry(host: str) -> str:
-    host = host.lower()
-    return _DOCKER_HUB_ALIASES.get(host, host)
-
-
 def _check_allowed_registry(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
     up = m.upstream
     if up is None or _is_scratch(up):
@@ -543,7 +534,7 @@ def _check_debug_variant(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
 
 def _check_official_image(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
     up = m.upstream
-    if up is None or _is_scratch(up) or normalise_registry(up.registry) != "docker.io":
+    if up is None or _is_scratch(up) or up.registry != DOCKER_HUB:
         return
     if not up.repository.startswith("library/"):
         yield _Hit("upstream.image", f"upstream {up.image!r} is a Docker Hub community image, not a Docker "
@@ -588,12 +579,12 @@ _MANIFEST_CHECKS: tuple[tuple[Rule, Callable[[Manifest, _Scope], Iterator[_Hit]]
 
 
 class _ActiveWaiver(NamedTuple):
-    index: int
+    position: int  # in the manifest's waivers list
     expires: date
     reason: str
 
     def note(self) -> str:
-        return f" [waived until {self.expires} by waivers.{self.index}: {self.reason}]"
+        return f" [waived until {self.expires} by waivers.{self.position}: {self.reason}]"
 
 
 def _active_waivers(m: Manifest, today: date) -> dict[str, _ActiveWaiver]:
@@ -655,17 +646,6 @@ def evaluate(catalog: Mapping[str, Manifest], settings: Settings, today: date) -
     return problems
 
 
-@dataclass(frozen=True)
-class Vulnerability:
-    """One scanner finding, as the publish pipeline reads it from the scanner's report."""
-
-    id: str  # CVE-2024-1234, GHSA-...
-    severity: str  # CRITICAL | HIGH | MEDIUM | LOW | UNKNOWN (trivy's spelling)
-    package: str
-    installed: str
-    fixed: str = ""  # the first fixed version; "" when there is no fix yet
-
-
 def check_artifact(
     manifest: Manifest,
     settings: Settings,
@@ -708,9 +688,10 @@ def check_artifact(
     failing = {s.upper() for s in policy.fail_on_severities}
     for vuln in sorted(vulnerabilities or (), key=lambda v: (v.severity, v.id, v.package)):
         if vuln.severity.upper() in failing:
-            fix = f"fixed in {vuln.fixed}" if vuln.fixed else "no fix released yet"
+            fix = f"fixed in {vuln.fixed_version}" if vuln.fixed_version else "no fix released yet"
             hits.append((VULNERABILITY, _Hit("", f"{where}{vuln.severity.upper()} {vuln.id} in {vuln.package} "
-                                                 f"{vuln.installed} ({fix}): rebuild on a newer upstream digest, "
+                                                 f"{vuln.installed_version} ({fix}): rebuild on a newer upstream "
+                                                 "digest, "
                                                  "or accept it in the scanner ignore file with a reason and an "
                                                  "expiry")))
     active = _active_waivers(manifest, today)
@@ -818,5 +799,5 @@ def render_rule_table() -> str:
     rows = [header] + [(r.id, r.severity, r.stage, "yes" if r.waivable else "no", r.slug, r.title) for r in RULES]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
     )

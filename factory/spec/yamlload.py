@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from factory.core.errors import Problem
+from factory.core.model import nearest_line
 
 MAX_BYTES = 256 * 1024  # a manifest is a page of text; anything bigger is a mistake or an attack
 MAX_DEPTH = 20  # the format nests 4 deep; this leaves room without risking recursion limits
@@ -33,7 +34,7 @@ _TAG = "tag:yaml.org,2002:"
 # when they stand as values.
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
 _TEXT_TAGS = {f"{_TAG}{t}" for t in ("timestamp", "value", "merge")}
-_KIND_TAGS = {MappingNode: f"{_TAG}map", SequenceNode: f"{_TAG}seq"}
+_KIND_TAGS: dict[type[Node], str] = {MappingNode: f"{_TAG}map", SequenceNode: f"{_TAG}seq"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class Document:
     # For scalars that YAML did not read as text: the text as written, to quote it in hints
     # (`version: 1.10` is the float 1.1; the user wrote "1.10").
     written: dict[str, str] = field(default_factory=dict)
+
+    def line_of(self, key: str) -> int | None:
+        """The line of ``key``, or of its nearest parent that has one (a missing key has none)."""
+        return nearest_line(self.lines, key)
 
 
 class YamlProblem(Exception):
@@ -126,24 +131,28 @@ def _check_shape(text: str) -> None:
             if isinstance(event, CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise YamlProblem(event.start_mark.line + 1, "",
+                    raise YamlProblem(_event_line(event), "",
                                       f"nested more than {MAX_DEPTH} levels deep")
             elif isinstance(event, CollectionEndEvent):
                 depth -= 1
             elif isinstance(event, AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
-                    raise YamlProblem(event.start_mark.line + 1, "",
+                    raise YamlProblem(_event_line(event), "",
                                       f"more than {MAX_ALIASES} YAML aliases (*name); write the "
                                       "values out instead")
     except yaml.YAMLError as e:
         raise _syntax_problem(e, text) from None
 
 
+def _event_line(event: Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark else None
+
+
 def _syntax_problem(e: yaml.YAMLError, text: str) -> YamlProblem:
     if isinstance(e, yaml.reader.ReaderError):  # a control character: position, no mark
-        line = text.count("\n", 0, e.position) + 1
-        return YamlProblem(line, "", f"character U+{e.character:04X} is not allowed in YAML text "
+        at = text.count("\n", 0, e.position) + 1
+        return YamlProblem(at, "", f"character U+{e.character:04X} is not allowed in YAML text "
                                      "(control characters cannot be written literally)")
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
@@ -178,6 +187,7 @@ class _Builder:
         if isinstance(node, SequenceNode):
             self._check_tag(node, path)
             return [self._item(item, _join(path, i), depth) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)  # yaml composes mappings, sequences and scalars only
         return self._scalar(node, path)
 
     def _item(self, node: Node, path: str, depth: int) -> Any:

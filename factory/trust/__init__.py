@@ -1,0 +1,1 @@
+"""Signatures and attestations: cosign signing, the attestation predicates, verification."""

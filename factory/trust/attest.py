@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-CONFORMANCE_PREDICATE_TYPE = "https://base-image-factory.dev/attestations/hardening-conformance/v1"
-SLSA_PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
-# What cosign writes as predicateType for `--type cyclonedx` (the SBOM attestation of each platform).
-CYCLONEDX_PREDICATE_TYPE = "https://cyclonedx.org/bom"
+# The predicate types are the contract with consumers: defined once, in core/labels.py.
+from factory.core.labels import CONFORMANCE_PREDICATE_TYPE as CONFORMANCE_PREDICATE_TYPE
+from factory.core.labels import CYCLONEDX_PREDICATE_TYPE as CYCLONEDX_PREDICATE_TYPE
+from factory.core.labels import SLSA_PROVENANCE_TYPE as SLSA_PROVENANCE_TYPE
+
+# cosign's --type for SLSA v1 provenance (it writes SLSA_PROVENANCE_TYPE as the predicateType).
+SLSA_COSIGN_TYPE = "slsaprovenance1"
 
 
 def _iso(t: datetime) -> str:
@@ -25,14 +29,15 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def conformance_predicate(*, image: str, version: str, platform_results: Mapping[str, Sequence],
-                          policy_rules: Sequence[str], waivers: Sequence[Mapping], factory_version: str) -> dict:
+def conformance_predicate(*, image: str, version: str, platform_results: Mapping[str, Sequence[Any]],
+                          policy_rules: Sequence[str], waivers: Sequence[Mapping[str, Any]],
+                          factory_version: str) -> dict[str, Any]:
     """``platform_results``: platform -> check results (objects with name, platform, digest,
     passed, detail). Sorted throughout, so equal inputs give equal predicates. A platform without
     checks, or a predicate without platforms, is not "passed": nothing was shown to conform."""
     platforms = {}
     for platform in sorted(platform_results):
-        checks = [asdict(c) if is_dataclass(c) else dict(c) for c in platform_results[platform]]
+        checks = [_as_dict(c) for c in platform_results[platform]]
         digests = sorted({c["digest"] for c in checks})
         if len(digests) > 1:  # the checks of one platform ran on one image; anything else is a bug
             raise ValueError(f"checks for {platform} name several digests: {digests}")
@@ -54,13 +59,21 @@ def conformance_predicate(*, image: str, version: str, platform_results: Mapping
     }
 
 
-def _plain(w: Mapping) -> dict:
+def _as_dict(check: Any) -> dict[str, Any]:
+    """A check result as a dict: the dataclass (imagetest.CheckResult), or a mapping with its fields."""
+    if is_dataclass(check) and not isinstance(check, type):
+        return asdict(check)
+    return dict(check)
+
+
+def _plain(w: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in w.items()}
 
 
-def slsa_provenance(*, builder_id: str, build_type: str, manifest: Mapping, context_digest: str, base_ref: str,
-                    platforms: Sequence[str], build_args: Mapping[str, str], invocation: Mapping,
-                    started: datetime, finished: datetime, subjects: Mapping[str, str]) -> dict:
+def slsa_provenance(*, builder_id: str, build_type: str, manifest: Mapping[str, Any], context_digest: str,
+                    base_ref: str, platforms: Sequence[str], build_args: Mapping[str, str],
+                    invocation: Mapping[str, str], started: datetime, finished: datetime,
+                    subjects: Mapping[str, str]) -> dict[str, Any]:
     """A SLSA v1 provenance predicate (https://slsa.dev/provenance/v1)."""
     base_name, _, base_digest = base_ref.partition("@")
     return {

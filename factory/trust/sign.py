@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from factory.adapters.tools import Runner
 from factory.core import log
@@ -30,7 +31,7 @@ from factory.core.errors import (
     UsageError,
     VerificationFailed,
 )
-from factory.oci.registry import Ref
+from factory.core.reference import Ref
 from factory.spec.config import Settings
 
 # cosign (go-containerregistry) does not retry the registry's /v2/ ping: one 503 or 429 from a busy
@@ -53,6 +54,22 @@ class KeylessIdentity:
 
     identity: str
     oidc_issuer: str
+
+
+class Signing(Protocol):
+    """What the publish and consume stages need of a signer (``Signer`` runs cosign; tests fake it).
+    Every reference is by digest. The verify methods return what verified, and raise
+    VerificationFailed when nothing did."""
+
+    def sign(self, ref: str, *, recursive: bool = True) -> None: ...
+
+    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str) -> None: ...
+
+    def verify(self, ref: str, *, public_key: Path | str | None = None,
+               identity: KeylessIdentity | None = None) -> list[dict[str, Any]]: ...
+
+    def verify_attestation(self, ref: str, predicate_type: str, *, public_key: Path | str | None = None,
+                           identity: KeylessIdentity | None = None) -> list[dict[str, Any]]: ...
 
 
 def is_key_uri(key: str) -> bool:
@@ -162,7 +179,7 @@ class Signer:
             raise error
 
     def _run_cosign(self, argv: list[str], *, step: str, timeout: float,
-                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run cosign; when it fails on a registry's transient answer, run it again with the registry
         client's bounded backoff (see _TRANSIENT). Returns the last attempt, failed or not."""
         retry = self.settings.registry_client
@@ -182,7 +199,7 @@ class Signer:
         self.log.info("sign", ref=ref, recursive=recursive)
         self._run_signing(self.sign_argv(ref, recursive=recursive), "sign")
 
-    def attest(self, ref: str, predicate: dict | Path, predicate_type: str) -> None:
+    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str) -> None:
         """Attach ``predicate`` (a JSON file or a dict) as a signed in-toto attestation of that type."""
         self.log.info("attest", ref=ref, type=predicate_type)
         with tempfile.TemporaryDirectory() as tmp:
@@ -199,7 +216,7 @@ class Signer:
                                           f"{self.settings.dev_key.with_suffix('.pub')})")
 
     def verify(self, ref: str, *, public_key: Path | str | None = None,
-               identity: KeylessIdentity | None = None) -> list[dict]:
+               identity: KeylessIdentity | None = None) -> list[dict[str, Any]]:
         """The verified signature payloads of ``ref``; raises VerificationFailed when none verifies."""
         self._check_public_key(public_key, identity)
         proc = self._run_cosign(self.verify_argv(ref, public_key=public_key, identity=identity), step="verify",
@@ -209,7 +226,7 @@ class Signer:
         return _json_lines(proc.stdout)
 
     def verify_attestation(self, ref: str, predicate_type: str, *, public_key: Path | str | None = None,
-                           identity: KeylessIdentity | None = None) -> list[dict]:
+                           identity: KeylessIdentity | None = None) -> list[dict[str, Any]]:
         """The verified in-toto statements (payloads decoded) of that predicate type; raises
         VerificationFailed when there is none."""
         self._check_public_key(public_key, identity)
@@ -269,11 +286,12 @@ def _link_if_absent(src: Path, dest: Path) -> bool:
     return True
 
 
-def _json_lines(text: str) -> list[dict]:
+def _json_lines(text: str) -> list[dict[str, Any]]:
     """cosign prints a JSON array (verify) or one JSON object per line (verify-attestation)."""
     text = text.strip()
     if text.startswith("["):
-        return json.loads(text)
+        payloads: list[dict[str, Any]] = json.loads(text)
+        return payloads
     return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
 
 

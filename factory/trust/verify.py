@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
-from factory.core.errors import VerificationFailed
+from factory.core import labels
+from factory.core.errors import ManifestError, VerificationFailed
 from factory.core.model import Manifest
-from factory.oci.layout import platform_string
-from factory.oci.registry import Ref
-from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
-from factory.trust.sign import KeylessIdentity, Signer
-
-BASE_DIGEST_LABEL = "org.opencontainers.image.base.digest"
-BASE_NAME_LABEL = "org.opencontainers.image.base.name"
+from factory.core.reference import Ref
+from factory.oci.layout import Descriptor, platform_string
+from factory.oci.registry import Registry
+from factory.spec import manifest
+from factory.spec.config import Settings
+from factory.trust.attest import SLSA_COSIGN_TYPE
+from factory.trust.sign import KeylessIdentity, Signer, Signing
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,25 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifests: Mapping[str, Manifest],
-                 *, public_key: Path | str | None = None, identity: KeylessIdentity | None = None) -> VerifyReport:
+def local_manifests(settings: Settings) -> Mapping[str, Manifest]:
+    """The manifests at hand, if they load: verifying needs none, the label check just has less to compare."""
+    try:
+        return manifest.load_all(settings)
+    except ManifestError:
+        return {}
+
+
+class Keys(TypedDict, total=False):
+    """What the signatures must verify with: a public key, or a keyless identity (the signer's
+    keyword arguments)."""
+
+    public_key: Path | str | None
+    identity: KeylessIdentity | None
+
+
+def verify_image(ref_text: str, signer: Signing, registry_for: Callable[[str], Registry],
+                 manifests: Mapping[str, Manifest], *, public_key: Path | str | None = None,
+                 identity: KeylessIdentity | None = None) -> VerifyReport:
     """Every check runs, so that the report names every failure, not just the first. A tag is
     resolved to its digest once, and everything after works on that digest."""
     ref = Ref.parse(ref_text)
@@ -65,7 +85,7 @@ def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifest
     report.index_digest = found.digest
     repo = f"{ref.registry}/{ref.repository}"
     index_ref = f"{repo}@{found.digest}"
-    keys = {"public_key": public_key, "identity": identity}
+    keys: Keys = {"public_key": public_key, "identity": identity}
 
     def check(name: str, fn: Callable[[], str]) -> None:
         try:
@@ -74,28 +94,24 @@ def verify_image(ref_text: str, signer: Signer, registry_for: Callable, manifest
             report.findings.append(Finding(name, False, e.message))
 
     report.platforms = _platforms(registry, ref.repository, found)
-    check("signature (index)", lambda: _count(signer.verify(index_ref, **keys), "signature"))
+    check("signature (index)", partial(_signatures, signer, index_ref, keys))
     for platform, digest in sorted(report.platforms.items()):
         if digest != found.digest:  # a single-platform manifest is its own "index"
-            check(f"signature ({platform})",
-                  lambda d=digest: _count(signer.verify(f"{repo}@{d}", **keys), "signature"))
+            check(f"signature ({platform})", partial(_signatures, signer, f"{repo}@{digest}", keys))
         check(f"sbom attestation ({platform})",
-              lambda d=digest: _count(signer.verify_attestation(f"{repo}@{d}", "cyclonedx", **keys),
-                                      "CycloneDX SBOM"))
-    check("hardening conformance", lambda: _conformance(signer, index_ref, report.platforms, keys))
-    check("slsa provenance", lambda: _count(signer.verify_attestation(index_ref, "slsaprovenance1", **keys),
-                                            "SLSA v1 provenance"))
-    labels = registry.labels(ref.repository, found.digest)
-    report.findings.append(_base_label_finding(labels, manifests))
-    base_repo = labels.get(BASE_NAME_LABEL, "").partition("@")[0]
+              partial(_attested, signer, f"{repo}@{digest}", labels.CYCLONEDX, "CycloneDX SBOM", keys))
+    check("hardening conformance", partial(_conformance, signer, index_ref, report.platforms, keys))
+    check("slsa provenance", partial(_attested, signer, index_ref, SLSA_COSIGN_TYPE, "SLSA v1 provenance", keys))
+    found_labels = registry.labels(ref.repository, found.digest)
+    report.findings.append(_base_label_finding(found_labels, manifests))
+    base_repo = found_labels.get(labels.BASE_NAME_LABEL, "").partition("@")[0]
     if report.findings[-1].ok and base_repo == repo:
-        base_ref = f"{repo}@{labels[BASE_DIGEST_LABEL]}"
-        check("base image signature", lambda: "the org base image " + _count(signer.verify(base_ref, **keys),
-                                                                               "signature"))
+        base_ref = f"{repo}@{found_labels[labels.BASE_DIGEST_LABEL]}"
+        check("base image signature", lambda: "the org base image " + _signatures(signer, base_ref, keys))
     return report
 
 
-def _platforms(registry, repository: str, found) -> dict[str, str]:
+def _platforms(registry: Registry, repository: str, found: Descriptor) -> dict[str, str]:
     """platform -> manifest digest: the index's images (BuildKit attestation entries skipped), or
     the manifest itself when the reference names a single-platform image."""
     raw, _, _ = registry.get_manifest(repository, found.digest)
@@ -107,16 +123,24 @@ def _platforms(registry, repository: str, found) -> dict[str, str]:
     return {platform_string(config): found.digest}
 
 
-def _count(items: list, what: str) -> str:
+def _signatures(signer: Signing, ref: str, keys: Keys) -> str:
+    return _count(signer.verify(ref, **keys), "signature")
+
+
+def _attested(signer: Signing, ref: str, predicate_type: str, what: str, keys: Keys) -> str:
+    return _count(signer.verify_attestation(ref, predicate_type, **keys), what)
+
+
+def _count(items: Sequence[object], what: str) -> str:
     if not items:
         raise VerificationFailed(f"no {what} verified")
     return f"{len(items)} {what}(s) verified"
 
 
-def _conformance(signer: Signer, index_ref: str, platforms: Mapping[str, str], keys: Mapping) -> str:
+def _conformance(signer: Signing, index_ref: str, platforms: Mapping[str, str], keys: Keys) -> str:
     """One verified conformance statement must say passed, for exactly the platform manifests of
     this index: checks that ran on other images prove nothing about these."""
-    statements = signer.verify_attestation(index_ref, CONFORMANCE_PREDICATE_TYPE, **keys)
+    statements = signer.verify_attestation(index_ref, labels.CONFORMANCE_PREDICATE_TYPE, **keys)
     problems = []
     for statement in statements:
         predicate = statement.get("predicate") or {}
@@ -137,11 +161,11 @@ def _describe(platforms: Mapping[str, str | None]) -> str:
     return ", ".join(f"{p} {str(d)[:19]}" for p, d in sorted(platforms.items())) or "no platforms"
 
 
-def _base_label_finding(labels: Mapping[str, str], manifests: Mapping[str, Manifest]) -> Finding:
-    base = labels.get(BASE_DIGEST_LABEL, "")
+def _base_label_finding(found: Mapping[str, str], manifests: Mapping[str, Manifest]) -> Finding:
+    base = found.get(labels.BASE_DIGEST_LABEL, "")
     if not base:
         return Finding("base.digest label", False, "missing")
-    m = manifests.get(labels.get("org.opencontainers.image.title", ""))
+    m = manifests.get(found.get(labels.TITLE_LABEL, ""))
     if m is None or m.upstream is None:  # a parent's digest changes per publish: presence is what we can check
         return Finding("base.digest label", True, base)
     ok = base == m.upstream.digest
@@ -154,10 +178,10 @@ def cosign_commands(report: VerifyReport, signer: Signer, public_key: Path | str
     parsed = Ref.parse(report.ref)
     repo = f"{parsed.registry}/{parsed.repository}"
     index_ref = f"{repo}@{report.index_digest}"
-    keys = {"public_key": public_key, "identity": identity}
+    keys: Keys = {"public_key": public_key, "identity": identity}
     argvs = [signer.verify_argv(index_ref, **keys),
-             signer.verify_attestation_argv(index_ref, CONFORMANCE_PREDICATE_TYPE, **keys),
-             signer.verify_attestation_argv(index_ref, "slsaprovenance1", **keys)]
-    argvs += [signer.verify_attestation_argv(f"{repo}@{d}", "cyclonedx", **keys)
+             signer.verify_attestation_argv(index_ref, labels.CONFORMANCE_PREDICATE_TYPE, **keys),
+             signer.verify_attestation_argv(index_ref, SLSA_COSIGN_TYPE, **keys)]
+    argvs += [signer.verify_attestation_argv(f"{repo}@{d}", labels.CYCLONEDX, **keys)
               for _, d in sorted(report.platforms.items())]
     return [shlex.join(a for a in argv if a not in ("--output", "json")) for argv in argvs]

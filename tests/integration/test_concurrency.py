@@ -24,7 +24,7 @@ from tests.integration.test_publish import (
 from tests.integration.workspace import Workspace, factory_environment, manifest_on
 
 
-def test_two_publishes_at_once_give_one_version(ws, seeded):  # noqa: F811
+def test_two_publishes_at_once_give_one_version(ws, seeded):
     ws.add_manifest(manifest_on(seeded["busybox"], "twin"))
     assert ws.factory("render").returncode == 0
     ws.commit()

@@ -47,7 +47,7 @@ def render_and_commit(ws, message: str) -> None:
 
 
 @pytest.fixture
-def family(ws, seeded, docker, tmp_path):  # noqa: F811
+def family(ws, seeded, docker, tmp_path):
     """base (on a test-owned upstream) -> app -> tool, and base -> side; all published once."""
     image, digest = push_upstream(ws, docker, tmp_path / "u1", seeded["busybox"], "one")
     busybox = seeded["busybox"]
@@ -61,7 +61,7 @@ def family(ws, seeded, docker, tmp_path):  # noqa: F811
     return digest
 
 
-def test_a_moved_upstream_is_bumped_in_one_line_and_rebuilds_exactly_its_family(ws, seeded, docker, family,  # noqa: F811
+def test_a_moved_upstream_is_bumped_in_one_line_and_rebuilds_exactly_its_family(ws, seeded, docker, family,
                                                                               tmp_path):
     old_digest = family
     assert planned(ws) == [("base", False, []), ("app", False, []), ("side", False, []), ("tool", False, [])]
@@ -116,7 +116,7 @@ def test_a_moved_upstream_is_bumped_in_one_line_and_rebuilds_exactly_its_family(
     assert ws.tags() == tags
 
 
-def test_a_manifest_edit_plans_only_that_image_and_its_descendants(ws, seeded, family):  # noqa: F811
+def test_a_manifest_edit_plans_only_that_image_and_its_descendants(ws, seeded, family):
     path = ws.root / "manifests" / "app.yaml"
     path.write_text(path.read_text().replace("APP: '1'", "APP: '1'\n  APP_MODE: strict"))
     # Not rendered yet: the plan is of the committed contexts (as publish's would be), and says so.

@@ -14,7 +14,7 @@ from tests.integration.test_publish import (
 from tests.integration.workspace import manifest_on
 
 
-def test_fanned_out_publish_equals_the_single_machine_one(ws, seeded, settings, runner):  # noqa: F811
+def test_fanned_out_publish_equals_the_single_machine_one(ws, seeded, settings, runner):
     ws.add_manifest(manifest_on(seeded["busybox"], "fan", variants={"debug": {}}))
     assert ws.factory("render").returncode == 0
     ws.commit("render")
@@ -48,7 +48,7 @@ def test_fanned_out_publish_equals_the_single_machine_one(ws, seeded, settings, 
     assert f"1.0.0 {index}" in single.stdout
 
 
-def test_merge_refuses_a_digest_that_is_not_from_this_build(ws, seeded, docker, tmp_path):  # noqa: F811
+def test_merge_refuses_a_digest_that_is_not_from_this_build(ws, seeded, docker, tmp_path):
     ws.add_manifest(manifest_on(seeded["busybox"], "fan2"))
     proc, _ = publish(ws, "fan2", extra=("--platform", "linux/amd64", "--push-by-digest-only"))
     assert proc.returncode == 0, proc.stdout + proc.stderr

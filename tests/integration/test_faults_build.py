@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import functools
 
-from factory import cli
 from factory.build import buildx as build
+from factory.context import RunContext
 from factory.publish import pipeline
-from factory.publish import publisher as publish_mod
+from factory.publish import variant as publish_mod
 from tests.integration.test_publish import (
     publish,
     ws,  # noqa: F401  (fixture)
@@ -17,7 +17,7 @@ from tests.integration.test_publish import (
 from tests.integration.workspace import manifest_on
 
 
-def test_a_package_missing_on_arm64_fails_the_build_naming_the_platform(ws, seeded_debian):  # noqa: F811
+def test_a_package_missing_on_arm64_fails_the_build_naming_the_platform(ws, seeded_debian):
     # lib32gcc-s1 (32-bit x86 runtime) exists in Debian for amd64 only: apt on arm64 cannot find it.
     ws.add_manifest(manifest_on(seeded_debian, "amd64only", packages=["lib32gcc-s1"]))
     proc, report = publish(ws, "amd64only")
@@ -30,7 +30,7 @@ def test_a_package_missing_on_arm64_fails_the_build_naming_the_platform(ws, seed
     assert ws.tags() == {}
 
 
-def test_an_upstream_without_arm64_fails_naming_the_platform(ws, seeded, docker, tmp_path):  # noqa: F811
+def test_an_upstream_without_arm64_fails_naming_the_platform(ws, seeded, docker, tmp_path):
     """Given a single-platform base, BuildKit builds the arm64 image FROM the amd64 one (a warning, no
     error): the "arm64" image would carry amd64 binaries, and pass its tests on an amd64 host. Refused."""
     folder = tmp_path / "upstream"
@@ -50,7 +50,7 @@ def test_an_upstream_without_arm64_fails_naming_the_platform(ws, seeded, docker,
     assert ws.tags() == {}
 
 
-def test_no_arm64_emulation_is_refused_before_building(ws, seeded, tmp_path, monkeypatch):  # noqa: F811
+def test_no_arm64_emulation_is_refused_before_building(ws, seeded, tmp_path, monkeypatch):
     """The kernel's binfmt_misc handler for arm64 is disabled. Disabling the real one would break every
     other arm64 build on this machine, so the publish (in-process, everything else real) reads a
     binfmt_misc folder of its own; the CLI reads /proc/sys/fs/binfmt_misc, as every other test shows."""
@@ -62,7 +62,7 @@ def test_no_arm64_emulation_is_refused_before_building(ws, seeded, tmp_path, mon
     ws.add_manifest(manifest_on(seeded["busybox"], "noemu"))
     assert ws.factory("render").returncode == 0
     ws.commit()
-    report = pipeline.publish(cli.Context(ws.root / "factory.yaml"), ["noemu"])
+    report = pipeline.publish(RunContext(ws.root / "factory.yaml"), ["noemu"])
     image = report.images[0]
     assert (image.status, image.step, image.platform) == ("failed", "build", "linux/arm64")
     assert "cannot build linux/arm64 here: no QEMU emulation" in image.error and "make services" in image.error

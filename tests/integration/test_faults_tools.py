@@ -61,7 +61,7 @@ def only_on(subcommand: str, script: str, real: str) -> str:
 
 
 @pytest.mark.parametrize("tool", ["cosign", "trivy"])
-def test_a_missing_tool_fails_before_building(ws, seeded, tools, tool):  # noqa: F811
+def test_a_missing_tool_fails_before_building(ws, seeded, tools, tool):
     (tools / tool).unlink()
     ws.add_manifest(manifest_on(seeded["busybox"], "notool"))
     started = time.monotonic()
@@ -76,7 +76,7 @@ def test_a_missing_tool_fails_before_building(ws, seeded, tools, tool):  # noqa:
     assert ws.tags() == {}
 
 
-def test_cosign_crashing_fails_the_sign_step(ws, seeded, tools):  # noqa: F811
+def test_cosign_crashing_fails_the_sign_step(ws, seeded, tools):
     replace(tools, "cosign", SEGFAULT)
     ws.add_manifest(manifest_on(seeded["busybox"], "segv"))
     proc, report = publish(ws, "segv", env={"FACTORY_TOOLS_PATH": str(tools)})
@@ -89,7 +89,7 @@ def test_cosign_crashing_fails_the_sign_step(ws, seeded, tools):  # noqa: F811
     assert ws.tags() == {}
 
 
-def test_the_sbom_tool_crashing_fails_the_gates_step(ws, seeded, tools):  # noqa: F811
+def test_the_sbom_tool_crashing_fails_the_gates_step(ws, seeded, tools):
     replace(tools, "trivy", GO_PANIC)
     ws.add_manifest(manifest_on(seeded["busybox"], "panic"))
     proc, report = publish(ws, "panic", env={"FACTORY_TOOLS_PATH": str(tools)})
@@ -102,7 +102,7 @@ def test_the_sbom_tool_crashing_fails_the_gates_step(ws, seeded, tools):  # noqa
 
 
 def test_cosign_crashing_at_attest_leaves_a_signed_untagged_image_and_a_rerun_completes(
-        ws, seeded, tools, runner, settings):  # noqa: F811
+        ws, seeded, tools, runner, settings):
     """Signed but not attested: no tag reaches it. After the fix, one version, every tag, and the cosign
     CLI verifies the signature and the attestations of what the tags point at."""
     real = runner.require("cosign")

@@ -22,7 +22,7 @@ def push_upstream(ws, docker, folder, busybox, marker: str) -> str:
     return Registry(ws.registry, insecure=True).head_manifest(f"{ws.repository}-upstream", "1.0").digest
 
 
-def test_nightly_rebuilds_what_drifted_and_its_children_then_nothing(ws, seeded, docker, tmp_path):  # noqa: F811
+def test_nightly_rebuilds_what_drifted_and_its_children_then_nothing(ws, seeded, docker, tmp_path):
     digest = push_upstream(ws, docker, tmp_path / "u1", seeded["busybox"], "one")
     parent = manifest_on(seeded["busybox"], "base", upstream={"image": f"{ws.registry}/{ws.repository}-upstream",
                                                               "tag": "1.0", "digest": digest})

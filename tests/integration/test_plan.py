@@ -9,7 +9,7 @@ from tests.integration.test_publish import ws  # noqa: F401  (fixture)
 from tests.integration.workspace import manifest_on
 
 
-def test_plan_bake_file_is_accepted_by_buildx_and_plan_empties_after_publish(ws, seeded, runner):  # noqa: F811
+def test_plan_bake_file_is_accepted_by_buildx_and_plan_empties_after_publish(ws, seeded, runner):
     ws.add_manifest(manifest_on(seeded["busybox"], "p1"))
     child = manifest_on(seeded["busybox"], "p2", env={"X": "1"})
     del child["upstream"]

@@ -178,7 +178,7 @@ def test_existing_immutable_tag_is_kept_and_the_next_patch_is_used(ws, seeded, d
 def test_a_race_for_the_immutable_tag_fails_cleanly_without_moving_tags(ws, seeded, docker, tmp_path, monkeypatch):
     """Another publisher writes our version's immutable tag between our version choice and our tag
     write: we must not overwrite it, and must not move any floating tag."""
-    from factory import cli
+    from factory.context import RunContext
     from factory.publish import pipeline
     from factory.publish.publisher import Publisher
 
@@ -193,7 +193,7 @@ def test_a_race_for_the_immutable_tag_fails_cleanly_without_moving_tags(ws, seed
             super()._write_tags(v, existing, version)
 
     monkeypatch.setattr(pipeline, "Publisher", RacedPublisher)
-    report = pipeline.publish(cli.Context(ws.root / "factory.yaml"), ["race"])
+    report = pipeline.publish(RunContext(ws.root / "factory.yaml"), ["race"])
     result = report.images[0]
     assert (result.status, result.step) == ("failed", "tag")
     assert "refusing to move" in result.error

@@ -82,9 +82,8 @@ def test_basic_auth_with_docker_config(basic_registry, tmp_path):
 
 
 def test_basic_auth_without_credentials(basic_registry):
-    with Registry(basic_registry, insecure=True, timeout=10) as r:
-        with pytest.raises(RegistryAuthError) as err:
-            r.ping()
+    with Registry(basic_registry, insecure=True, timeout=10) as r, pytest.raises(RegistryAuthError) as err:
+        r.ping()
     assert err.value.exit_code == 2 and err.value.status == 401
     assert "wants credentials and none were found" in str(err.value)
 

@@ -45,9 +45,8 @@ def test_honours_retry_after_on_429(tmp_path):
 
 def test_gives_up_after_the_limit(tmp_path):
     proxy = FaultProxy(UPSTREAM, lambda method, i: (503, {}))
-    with serve(proxy.handler()) as host, registry(host, retries=2) as r:
-        with pytest.raises(RegistryError) as err:
-            r.get_manifest("test/x", "latest")
+    with serve(proxy.handler()) as host, registry(host, retries=2) as r, pytest.raises(RegistryError) as err:
+        r.get_manifest("test/x", "latest")
     assert len(proxy.seen) == 3  # the request and 2 retries
     assert err.value.status == 503 and err.value.exit_code == 1
     message = str(err.value)

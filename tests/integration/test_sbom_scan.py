@@ -143,9 +143,8 @@ def test_scanner_reports_missing_database_and_the_gate_follows_config(busybox_la
 
 def test_trivy_itself_cannot_scan_without_the_database(busybox_layout, runner, tmp_path):
     """Why the scanner checks first: asked to scan offline without a DB, trivy fails."""
-    with platform_view(busybox_layout.root, "linux/amd64") as view:
-        with pytest.raises(CommandError) as e:
-            runner.run(TrivyScanner(runner, tmp_path).argv(view))
+    with platform_view(busybox_layout.root, "linux/amd64") as view, pytest.raises(CommandError) as e:
+        runner.run(TrivyScanner(runner, tmp_path).argv(view))
     assert e.value.returncode != 0
 
 

@@ -13,7 +13,7 @@ from tests.integration.test_publish import (
 from tests.integration.workspace import manifest_on
 
 
-def test_an_upstream_whose_tag_moved_is_refused(ws, seeded, docker, tmp_path):  # noqa: F811
+def test_an_upstream_whose_tag_moved_is_refused(ws, seeded, docker, tmp_path):
     pinned = push_upstream(ws, docker, tmp_path / "u1", seeded["busybox"], "one")
     ws.add_manifest(manifest_on(seeded["busybox"], "moved", upstream={
         "image": f"{ws.registry}/{ws.repository}-upstream", "tag": "1.0", "digest": pinned}))
@@ -25,7 +25,7 @@ def test_an_upstream_whose_tag_moved_is_refused(ws, seeded, docker, tmp_path):  
     assert ws.tags() == {}
 
 
-def test_a_parent_whose_signature_does_not_verify_is_refused(ws, seeded, runner, tmp_path):  # noqa: F811
+def test_a_parent_whose_signature_does_not_verify_is_refused(ws, seeded, runner, tmp_path):
     ws.add_manifest(manifest_on(seeded["busybox"], "parent"))
     first, _ = publish(ws, "parent")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -43,7 +43,7 @@ def test_a_parent_whose_signature_does_not_verify_is_refused(ws, seeded, runner,
     assert not any(t.startswith("child") for t in ws.tags())
 
 
-def test_an_up_to_date_version_that_does_not_verify_is_replaced(ws, seeded, runner, tmp_path):  # noqa: F811
+def test_an_up_to_date_version_that_does_not_verify_is_replaced(ws, seeded, runner, tmp_path):
     ws.add_manifest(manifest_on(seeded["busybox"], "rekeyed"))
     first, _ = publish(ws, "rekeyed")
     assert first.returncode == 0, first.stdout + first.stderr

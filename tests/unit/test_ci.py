@@ -1,6 +1,6 @@
 from factory.adapters import ci
-from factory.publish import pipeline
-from factory.publish.publisher import ImageResult, RunReport, VariantResult
+from factory.publish import report as report_mod
+from factory.publish.report import ImageResult, RunReport, VariantResult
 
 
 def test_nothing_printed_off_github(monkeypatch, capsys):
@@ -22,7 +22,7 @@ def test_group_error_and_summary_on_github(monkeypatch, capsys, tmp_path):
         ImageResult("py", status="published", prod=VariantResult("py", version="1.0.0", index_digest="sha256:a",
                                                                   tags=["py-v1.0.0", "py"])),
         ImageResult("bad", status="failed", step="test")])
-    ci.summary(pipeline.markdown_summary(report))
+    ci.summary(report_mod.markdown_summary(report))
     text = summary.read_text()
     assert "| py | published | 1.0.0 | `sha256:a` | py-v1.0.0, py |" in text
     assert "| bad | failed at test |" in text

@@ -12,7 +12,7 @@ import pytest
 from factory.core.errors import ManifestError
 from factory.core.model import ImageTest, Manifest, Upstream, User, Variant, Waiver
 from factory.core.platforms import Platform
-from factory.spec import config, manifest
+from factory.spec import config, manifest, schemas
 
 DIGEST = "sha256:" + "c4" * 32
 
@@ -98,8 +98,7 @@ def test_a_good_manifest_loads_into_the_expected_model(repo):
         version="1.2",
         description="Python 3.11 on Debian 12 slim, hardened",
         distro="debian",
-        upstream=Upstream("docker.io/library/python", "3.11.9-slim-bookworm", DIGEST),
-        parent=None,
+        base=Upstream("docker.io/library/python", "3.11.9-slim-bookworm", DIGEST),
         release="12",
         runtime="python",
         platforms=(Platform("linux", "amd64"), Platform("linux", "arm64")),
@@ -166,7 +165,7 @@ def test_yml_files_and_folders_are_found_and_other_files_ignored(repo):
 
 
 @pytest.fixture
-def family(repo) -> manifest.Catalog:
+def family(repo) -> manifest.ManifestSet:
     # base <- mid <- leaf, base <- also, and an unrelated root
     write(repo, "base.yaml", minimal("base"))
     write(repo, "mid.yaml", minimal("mid", parent="base"))
@@ -199,7 +198,7 @@ def test_catalog_is_a_read_only_mapping(family):
     with pytest.raises(TypeError):
         family["x"] = family["base"]  # type: ignore[index]
     with pytest.raises(ValueError, match="two manifests named 'base'"):
-        manifest.Catalog([family["base"], family["base"]])
+        manifest.ManifestSet([family["base"], family["base"]])
 
 
 def test_a_single_child_loads_its_parents_from_manifests_dir(repo):
@@ -298,12 +297,12 @@ def test_long_values_are_quoted_cut_short(repo):
 
 def test_a_trailing_newline_cannot_slip_past_a_pattern():
     # Python's re `$` matches before a final newline; JSON Schema (ECMA-262) `$` does not.
-    validator = manifest._validator().evolve(schema=manifest.schema()["$defs"]["name"])
+    validator = schemas.validator("manifest").evolve(schema=schemas.load("manifest")["$defs"]["name"])
     assert validator.is_valid("debian")
     assert not validator.is_valid("debian\n")
 
 
 def test_every_schema_pattern_is_described_in_words():
-    patterns = set(re.findall(r'"pattern": ("(?:[^"\\]|\\.)*")', json.dumps(manifest.schema())))
+    patterns = set(re.findall(r'"pattern": ("(?:[^"\\]|\\.)*")', json.dumps(schemas.load("manifest"))))
     in_schema = {json.loads(p) for p in patterns}
     assert in_schema == set(manifest.PATTERN_WORDS), "PATTERN_WORDS must describe exactly the schema's patterns"

@@ -20,7 +20,7 @@ def _load_docgen():
 
 
 docgen = _load_docgen()
-from factory.spec import config, manifest
+from factory.spec import config, manifest, schemas
 
 
 def test_the_committed_doc_is_current():
@@ -36,7 +36,7 @@ def test_the_doc_says_how_to_regenerate_it():
 def test_every_schema_key_has_a_row_with_a_description():
     rows = {r.key: r for r in docgen.rows()}
     expected = {"apiVersion", "upstream.digest", "user.uid", "variants.debug.packages", "tests[].expect_exit",
-                "waivers[].expires", *manifest.schema()["properties"]}
+                "waivers[].expires", *schemas.load("manifest")["properties"]}
     assert expected <= set(rows)
     assert [k for k, r in rows.items() if not r.description] == []
     for key, row in rows.items():
@@ -61,5 +61,5 @@ def test_the_example_in_the_doc_is_a_valid_manifest(tmp_path):
     m = manifest.load_file(path, config.load(tmp_path / "factory.yaml", environ={}))
     assert m.name == name and m.variant("debug") and m.tests and m.upstream.digest
     used = set(re.findall(r"^(\w+):", example, re.M))
-    assert used == set(manifest.schema()["properties"]) - {"parent", "waivers"}, \
+    assert used == set(schemas.load("manifest")["properties"]) - {"parent", "waivers"}, \
         "the example shows every top-level key (parent and waivers as comments)"

@@ -40,3 +40,24 @@ def test_names_derived_from_the_table():
     armv7 = platforms.parse("linux/arm/v7")
     assert (arm.slug, arm.qemu_name, arm.debian_arch, arm.key) == ("linux-arm64", "aarch64", "arm64", "arm64")
     assert (armv7.slug, armv7.debian_arch, str(armv7)) == ("linux-arm-v7", "armhf", "linux/arm/v7")
+
+
+@pytest.mark.parametrize(("text", "qemu", "debian", "alpine"), [
+    ("linux/amd64", "x86_64", "amd64", "x86_64"),
+    ("linux/arm64", "aarch64", "arm64", "aarch64"),
+    ("linux/arm/v7", "arm", "armhf", "armv7"),
+    ("linux/arm/v6", "arm", "armel", "armhf"),
+    ("linux/ppc64le", "ppc64le", "ppc64el", "ppc64le"),
+    ("linux/s390x", "s390x", "s390x", "s390x"),
+    ("linux/riscv64", "riscv64", "riscv64", "riscv64"),
+    ("linux/386", "i386", "i386", "x86"),
+])
+def test_every_row_of_the_table(text, qemu, debian, alpine):
+    p = platforms.parse(text)
+    assert (p.qemu_name, p.debian_arch, p.alpine_arch) == (qemu, debian, alpine)
+
+
+def test_every_alias_parses_to_its_row():
+    for row in platforms.ARCHES:
+        for name in (row.key, *row.aliases):
+            assert platforms.parse(f"linux/{name}").key == row.key

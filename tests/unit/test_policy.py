@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.core.model import Manifest, Upstream, User, Variant, Waiver
+from factory.core.model import Manifest, Parent, Upstream, User, Variant, Vulnerability, Waiver
 from factory.core.platforms import parse_all
 from factory.spec import config, policy
 
@@ -47,6 +47,8 @@ def make_manifest(**overrides) -> Manifest:
                "waivers.0.expires": 23},
     )
     fields.update(overrides)
+    upstream, parent = fields.pop("upstream"), fields.pop("parent")
+    fields["base"] = upstream if upstream is not None else Parent(parent)
     return Manifest(**fields)
 
 
@@ -538,9 +540,9 @@ def test_artifact_waiver_applies(settings):
 
 
 def test_vulnerability_gate(settings):
-    vulns = [policy.Vulnerability("CVE-2024-0001", "CRITICAL", "openssl", "3.0.11", "3.0.13"),
-             policy.Vulnerability("CVE-2024-0002", "HIGH", "zlib", "1.2.13"),
-             policy.Vulnerability("CVE-2024-0003", "critical", "curl", "7.88.1")]
+    vulns = [Vulnerability("CVE-2024-0001", "openssl", "3.0.11", "3.0.13", "CRITICAL", ""),
+             Vulnerability("CVE-2024-0002", "zlib", "1.2.13", "", "HIGH", ""),
+             Vulnerability("CVE-2024-0003", "curl", "7.88.1", "", "critical", "")]
     problems = of_rule(artifact(settings, vulnerabilities=vulns), policy.VULNERABILITY)
     assert [p.severity for p in problems] == ["error", "error"]
     assert "CRITICAL CVE-2024-0001 in openssl 3.0.11 (fixed in 3.0.13): rebuild" in problems[0].message
@@ -552,7 +554,7 @@ def test_vulnerability_gate(settings):
 
 def test_vulnerabilities_cannot_be_waived_by_manifest(settings):
     m = make_manifest(waivers=(waiver("POL-024"),))
-    vulns = [policy.Vulnerability("CVE-2024-0001", "CRITICAL", "openssl", "3.0.11")]
+    vulns = [Vulnerability("CVE-2024-0001", "openssl", "3.0.11", "", "CRITICAL", "")]
     assert only(artifact(settings, m, vulnerabilities=vulns), policy.VULNERABILITY).severity == "error"
 
 

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from factory.core.errors import RegistryAuthError, RegistryError
+from factory.core.errors import RegistryAuthError
 from factory.oci.registry import (
     Credentials,
-    Ref,
     Registry,
     api_host,
     auth_from_config,
@@ -22,71 +21,6 @@ from factory.oci.registry import (
 )
 
 D = "sha256:" + "ab" * 32
-
-
-@pytest.mark.parametrize("text, registry, repository, tag, digest", [
-    ("debian", "docker.io", "library/debian", None, None),
-    ("debian:12-slim", "docker.io", "library/debian", "12-slim", None),
-    ("docker.io/debian:12", "docker.io", "library/debian", "12", None),
-    ("index.docker.io/library/debian", "docker.io", "library/debian", None, None),
-    ("registry-1.docker.io/bitnami/redis:7", "docker.io", "bitnami/redis", "7", None),
-    ("myorg/base:debian-v1.2.3", "docker.io", "myorg/base", "debian-v1.2.3", None),
-    ("127.0.0.1:5000/myorg/base:tag", "127.0.0.1:5000", "myorg/base", "tag", None),
-    ("127.0.0.1:5000/myorg/base", "127.0.0.1:5000", "myorg/base", None, None),
-    ("localhost/base:1", "localhost", "base", "1", None),
-    ("localhost:5000/a/b/c", "localhost:5000", "a/b/c", None, None),
-    ("ghcr.io/org/img@" + D, "ghcr.io", "org/img", None, D),
-    ("ghcr.io/org/img:1.0@" + D, "ghcr.io", "org/img", "1.0", D),
-    ("127.0.0.1:5000/x@" + D, "127.0.0.1:5000", "x", None, D),
-    ("gcr.io/distroless/static-debian12:nonroot", "gcr.io", "distroless/static-debian12", "nonroot", None),
-    ("[::1]:5000/img:v1", "[::1]:5000", "img", "v1", None),
-    ("reg.example.com/a__b/c-d.e:_x", "reg.example.com", "a__b/c-d.e", "_x", None),
-])
-def test_ref_parse(text, registry, repository, tag, digest):
-    ref = Ref.parse(text)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
-
-
-@pytest.mark.parametrize("text, why", [
-    ("", "repository"),
-    ("Debian", "lowercase"),
-    ("127.0.0.1:5000/My/Base", "lowercase"),
-    ("img:", "repository"),                     # empty tag: the name 'img:' is not a repository
-    ("img:-bad", "tag"),
-    ("img:" + "t" * 129, "tag"),
-    ("img@sha256:abc", "digest"),
-    ("img@md5:" + "a" * 32, "digest"),
-    ("127.0.0.1:5000/", "repository"),
-    ("a//b", "repository"),
-    ("reg.example.com:/img", "host"),
-    ("img:tag@" + D.upper(), "digest"),
-])
-def test_ref_parse_rejects(text, why):
-    with pytest.raises(RegistryError) as err:
-        Ref.parse(text)
-    assert why in str(err.value)
-    assert "expected registry/repository" in str(err.value)
-
-
-@pytest.mark.parametrize("text", [
-    "docker.io/library/debian:12",
-    "127.0.0.1:5000/myorg/base:debian-v1.2.3",
-    "ghcr.io/org/img:1.0@" + D,
-    "ghcr.io/org/img@" + D,
-])
-def test_ref_str_round_trips(text):
-    assert str(Ref.parse(text)) == text
-    assert Ref.parse(str(Ref.parse(text))) == Ref.parse(text)
-
-
-def test_ref_str_is_normalised():
-    assert str(Ref.parse("debian:12")) == "docker.io/library/debian:12"
-
-
-def test_ref_reference_prefers_digest():
-    assert Ref.parse("img:1@" + D).reference == D
-    assert Ref.parse("img:1").reference == "1"
-    assert Ref.parse("img").reference == "latest"
 
 
 def test_docker_hub_api_host():

@@ -24,7 +24,7 @@ import pytest
 from factory import cli
 from factory.core import platforms
 from factory.core.errors import ConfigError, ManifestError, RenderError, UsageError
-from factory.core.model import CaFile, Manifest, Upstream, User, Variant
+from factory.core.model import CaFile, Manifest, Parent, Upstream, User, Variant
 from factory.render import contexts as render
 from factory.spec import config
 
@@ -74,6 +74,8 @@ def make_manifest(settings: config.Settings, **overrides) -> Manifest:
         waivers=(),
     )
     fields.update(overrides)
+    upstream, parent = fields.pop("upstream"), fields.pop("parent")
+    fields["base"] = upstream if upstream is not None else Parent(parent)
     return Manifest(**fields)
 
 
@@ -121,6 +123,14 @@ def own_ca(written: str = "certs/test-team-chain.pem", i: int = 0) -> CaFile:
 
 @pytest.fixture
 def settings(tmp_path) -> config.Settings:
+    """policy.security_fixes off: the renderer's output before security fixes, byte for byte (the golden
+    files of CASES); FIX_CASES render with the default, require."""
+    shutil.copytree(TEST_CERTS, tmp_path / "certs")
+    return make_settings(tmp_path, policy={"security_fixes": "off"})
+
+
+@pytest.fixture
+def fix_settings(tmp_path) -> config.Settings:
     shutil.copytree(TEST_CERTS, tmp_path / "certs")
     return make_settings(tmp_path)
 
@@ -170,14 +180,27 @@ CASES: dict[str, dict] = {
 }
 
 
+# The same manifests with policy.security_fixes at its default (require): golden/fixes-<case>.
+FIX_CASES = ("debian", "minimal", "alpine", "ubuntu", "parent", "org-ca-hardening", "distroless")
+
+
 def _golden_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case, settings):
-    image = render.render_manifest(make_manifest(settings, **CASES[case]), settings)
-    folder = GOLDEN / case
+    _check_golden(render.render_manifest(make_manifest(settings, **CASES[case]), settings), GOLDEN / case)
+
+
+@pytest.mark.parametrize("case", FIX_CASES)
+def test_golden_with_security_fixes(case, fix_settings):
+    image = render.render_manifest(make_manifest(fix_settings, **CASES[case]), fix_settings)
+    _check_golden(image, GOLDEN / f"fixes-{case}")
+
+
+def _check_golden(image: render.RenderedImage, folder: Path) -> None:
+    case = folder.name
     if UPDATE:
         shutil.rmtree(folder, ignore_errors=True)
         for rel, content in image.files.items():
@@ -195,7 +218,7 @@ def test_golden(case, settings):
 
 
 def test_every_golden_folder_is_a_case():
-    assert {p.name for p in GOLDEN.iterdir() if p.is_dir()} == set(CASES)
+    assert {p.name for p in GOLDEN.iterdir() if p.is_dir()} == set(CASES) | {f"fixes-{c}" for c in FIX_CASES}
 
 
 # --- what every Dockerfile must (not) say --------------------------------------------------------
@@ -685,7 +708,7 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
 
 
 def test_cli_render_writes_and_check_fails_when_stale(tmp_path, capsys):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, policy={"security_fixes": "off"})
     (tmp_path / "manifests").mkdir()
     (tmp_path / "manifests" / "debian-12-slim.yaml").write_text(MANIFEST_YAML)
     conf = ["--config", str(tmp_path / "factory.yaml"), "--log-format", "json"]
@@ -703,3 +726,84 @@ def test_cli_render_writes_and_check_fails_when_stale(tmp_path, capsys):
 
     code, _, err = _cli([*conf, "render", "debian-12"], capsys)
     assert code == 2 and "did you mean debian-12-slim" in err
+
+
+# --- security fixes (policy.security_fixes, docs/security-fixes.md) -------------------------------------
+
+def _stage(dockerfile: str, name: str) -> list[str]:
+    """The logical lines of the stage `FROM ... AS name`, up to the next FROM."""
+    lines = logical_lines(dockerfile)
+    start = next(i for i, line in enumerate(lines) if line.startswith("FROM ") and line.endswith(f" AS {name}"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("FROM ")), len(lines))
+    return lines[start:end]
+
+
+def test_security_fixes_off_renders_neither_the_script_nor_its_arguments(settings):
+    for case, overrides in CASES.items():
+        image = render.render_manifest(make_manifest(settings, **overrides), settings)
+        assert render.FIXES_SCRIPT not in image.files, case
+        assert render.FIXES_ARG not in text(image) and render.ORG_LAYER_ARG not in text(image), case
+
+
+def test_an_apt_image_with_packages_applies_the_fixes_first_in_its_one_run(fix_settings):
+    image = render.render_manifest(make_manifest(fix_settings, packages=("netbase",)), fix_settings)
+    dockerfile = text(image)
+    assert instructions(dockerfile).count("RUN") == 1 and "COPY" not in instructions(dockerfile)
+    assert f"ARG {render.FIXES_ARG}" in logical_lines(dockerfile)
+    run = " ".join(next(line for line in logical_lines(dockerfile) if line.startswith("RUN ")).split())
+    assert run.startswith(f"RUN --mount=type=bind,source={render.FIXES_SCRIPT},target={render.FIXES_SCRIPT_IN_BUILD} "
+                          "set -eux; export DEBIAN_FRONTEND=noninteractive; "
+                          f"sh {render.FIXES_SCRIPT_IN_BUILD} --apt bookworm main http://deb.debian.org/debian "
+                          "http://security.debian.org/debian-security; apt-get install")
+    assert "apt-get update" not in run  # the script updated the lists with every configured suite
+    # the temporary sources file goes before the clean-up, so it is in no layer
+    assert run.index(f"rm -f {render.FIXES_SOURCES}") < run.index("rm -rf /var/lib/apt/lists/*")
+    assert image.files[render.FIXES_SCRIPT].startswith(b"#!/bin/sh\n# apply-fixes.sh")
+
+
+def test_a_hardening_only_image_chooses_the_copy_or_the_run_stage_by_a_build_arg(fix_settings):
+    image = render.render_manifest(make_manifest(fix_settings, timezone="Asia/Tokyo"), fix_settings)
+    dockerfile = text(image)
+    lines = logical_lines(dockerfile)
+    assert lines[0] == f"ARG {render.ORG_LAYER_ARG}=copy"  # without fixes pending: the COPY, as with fixes off
+    ref = f"docker.io/library/python:3.11.9-slim-bookworm@{DIGEST_A}"
+    assert _stage(dockerfile, "org-copy") == [f"FROM {ref} AS org-copy", "COPY --from=helper /rootfs/ /"]
+    run_stage = _stage(dockerfile, "org-run")
+    assert [line.split()[0] for line in run_stage] == ["FROM", "USER", "ARG", "RUN"]  # one layer either way
+    assert f"sh {render.FIXES_SCRIPT_IN_BUILD} --apt bookworm main" in run_stage[-1]
+    assert "ln -snf /usr/share/zoneinfo/Asia/Tokyo /etc/localtime" in run_stage[-1]  # the same hardening
+    assert final_stage(dockerfile)[0] == f"FROM org-${{{render.ORG_LAYER_ARG}}}"
+    assert final_stage(dockerfile)[-1] == "USER 1001:1001"
+    assert {render.HELPER_SCRIPT, render.FIXES_SCRIPT} <= set(image.files)
+
+
+def test_ubuntu_gets_its_ports_mirror_and_alpine_its_branch(fix_settings):
+    ubuntu = text(render.render_manifest(make_manifest(fix_settings, **CASES["ubuntu"]), fix_settings))
+    assert ("--apt noble 'main universe' http://archive.ubuntu.com/ubuntu http://security.ubuntu.com/ubuntu "
+            "http://ports.ubuntu.com/ubuntu-ports;") in ubuntu
+    alpine = text(render.render_manifest(make_manifest(fix_settings, **CASES["alpine"]), fix_settings))
+    assert f"sh {render.FIXES_SCRIPT_IN_BUILD} --apk v3.20 https://dl-cdn.alpinelinux.org/alpine;" in alpine
+
+
+def test_images_without_a_package_manager_get_no_fixes_stage(fix_settings):
+    image = render.render_manifest(make_manifest(fix_settings, **CASES["distroless"]), fix_settings)
+    assert render.FIXES_SCRIPT not in image.files and render.FIXES_ARG not in text(image)
+
+
+def test_configured_mirrors_are_the_ones_rendered(tmp_path):
+    s = make_settings(tmp_path, archives={"debian": {"mirror": "http://mirror.example.org/debian",
+                                                     "security_mirror": "http://mirror.example.org/security"}})
+    dockerfile = text(render.render_manifest(make_manifest(s, packages=("netbase",)), s))
+    assert "--apt bookworm main http://mirror.example.org/debian http://mirror.example.org/security;" in dockerfile
+
+
+def test_an_empty_mirror_is_a_config_error_naming_the_key(tmp_path):
+    s = make_settings(tmp_path, archives={"debian": {"security_mirror": ""}})
+    with pytest.raises(ConfigError, match=r"archives\.debian\.security_mirror: empty"):
+        render.render_manifest(make_manifest(s, packages=("netbase",)), s)
+
+
+def test_a_release_without_a_known_codename_names_the_release_key(fix_settings):
+    m = make_manifest(fix_settings, release="99", packages=("netbase",))
+    with pytest.raises(ManifestError, match=r"release: debian 99: no codename known"):
+        render.render_manifest(m, fix_settings)
