@@ -10,8 +10,8 @@ Public API (stable; everything else in the package is internal):
 
 - ``factory.archive.types``: ``Suite``, ``Package``, ``ArchiveIndex``, ``FetchStats``, ``Distro``,
   ``SuiteKind``.
-- ``factory.archive.settings``: ``ArchiveSettings`` (``from_mapping`` reads factory.yaml's ``archives:``),
-  ``AptArchive``, ``AlpineArchive``, ``Limits``.
+- settings: ``factory.spec.config.ArchiveSettings`` (factory.yaml's ``archives``: mirrors, keyrings, bounds;
+  one schema, config.schema.json).
 - ``factory.archive.fetch``: ``Archives(settings, session, runner)``: ``index(distro, codename, arch)``
   and ``index_for(distro, codename, "linux/arm64")`` fetch, verify and parse one (distro, release,
   architecture) once per run; ``stats`` (requests, bytes, urls); ``arch_for(distro, platform)``.
@@ -20,7 +20,7 @@ Public API (stable; everything else in the package is internal):
 - errors, in ``factory.core.errors`` (all exit 2): ``ArchiveError`` and its ``ArchiveUnreachable``,
   ``ArchiveSignatureError``, ``ArchiveHashMismatch``, ``ArchiveFormatError``.
 
-Modules: ``types`` (the data), ``settings`` (mirrors, keyrings, bounds), ``versions`` (dpkg and apk order
+Modules: ``types`` (the data), ``versions`` (dpkg and apk order
 by python-debian and univers), ``deb`` (InRelease/Packages parsing and hash checks), ``apk`` (APKINDEX
 parsing and signature), ``download`` (bounded downloads), ``fetch`` (the per-run ``Archives``).
 """

@@ -11,9 +11,9 @@ import zlib
 
 import requests
 
-from factory.archive.settings import Limits
 from factory.archive.types import FetchStats
 from factory.core.errors import ArchiveFormatError, ArchiveUnreachable
+from factory.spec.config import ArchiveLimits
 
 CHUNK = 1024 * 1024
 
@@ -22,7 +22,7 @@ class Downloader:
     """GETs files through ``session`` within ``limits``; an HTTP error, a timeout or an oversized body is
     an ``ArchiveUnreachable`` (exit 2)."""
 
-    def __init__(self, session: requests.Session, limits: Limits, stats: FetchStats) -> None:
+    def __init__(self, session: requests.Session, limits: ArchiveLimits, stats: FetchStats) -> None:
         self.session, self.limits, self.stats = session, limits, stats
 
     def get(self, url: str) -> bytes:

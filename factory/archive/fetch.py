@@ -19,13 +19,13 @@ import requests
 from factory.adapters.tools import Runner
 from factory.archive import apk, deb
 from factory.archive.download import Downloader, decompress
-from factory.archive.settings import ArchiveSettings
 from factory.archive.types import DISTROS, ArchiveIndex, Distro, FetchStats, Package, Suite, SuiteKind
 from factory.archive.versions import InvalidPackageVersion
 from factory.core import log
 from factory.core.errors import ArchiveFormatError
 from factory.core.platforms import Platform
 from factory.core.platforms import parse as parse_platform
+from factory.spec.config import ArchiveSettings
 
 # OCI architecture -> Alpine's (apk --print-arch).
 ALPINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "arm/v7": "armv7", "arm/v6": "armhf", "386": "x86",

@@ -86,7 +86,6 @@ from pathlib import Path, PurePosixPath
 from factory.core import lifecycle, log
 from factory.core.errors import (
     CertificateError,
-    ConfigError,
     ManifestError,
     Problem,
     RenderError,
@@ -127,7 +126,6 @@ FIXES_SCRIPT_IN_BUILD = "/tmp/factory-apply-fixes.sh"
 FIXES_SOURCES = "/etc/apt/sources.list.d/factory-fixes.list"  # written by the script, removed by the RUN
 FIXES_ARG = "SECURITY_FIXES"  # the package names to upgrade, space-separated; empty: none
 ORG_LAYER_ARG = "ORG_LAYER"  # hardening-only images: "copy" (the default) or "run" when fixes are pending
-APT_COMPONENTS = {"debian": "main", "ubuntu": "main universe"}
 
 # Org CA certificates: certs/<NN>-<stem>.crt in the context (one certificate each), read in the build
 # from CERTS_IN_BUILD (a bind mount in the RUN, a COPY in a helper stage), and in the image:
@@ -618,29 +616,25 @@ def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes:
 def _fixes_command(m: Manifest, settings: Settings) -> str | None:
     """The apply-fixes command of an apt or apk image, or None when security fixes do not apply (policy
     off, or an image without a package manager: its upstream must rebuild)."""
-    archives = settings.archives
-    archive = archives.for_distro(m.distro) if archives else None
-    if settings.policy.security_fixes == "off" or not m.has_shell or archive is None:
+    if settings.policy.security_fixes == "off" or not m.has_shell:
         return None
+    archives = settings.archives
     if m.distro == "alpine":
-        args = ["--apk", f"v{m.release}", _mirror(archive.mirror, m.distro, "mirror")]
-    else:
-        life = lifecycle.lookup(m.distro, m.release)
-        if life is None or not life.codename:
-            raise RenderError("release", f"{m.distro} {m.release}: no codename known, so its archive suites cannot "
-                                         "be named for security fixes (set policy.security_fixes: off to build "
-                                         "without them)")
-        args = ["--apt", life.codename, APT_COMPONENTS[m.distro], _mirror(archive.mirror, m.distro, "mirror"),
-                _mirror(archive.security_mirror, m.distro, "security_mirror")]
-        args += [archive.ports_mirror] if archive.ports_mirror else []
+        return _script_call(["--apk", f"v{m.release}", archives.alpine.mirror])
+    if m.distro not in ("debian", "ubuntu"):
+        return None
+    life = lifecycle.lookup(m.distro, m.release)
+    if life is None or not life.codename:
+        raise RenderError("release", f"{m.distro} {m.release}: no codename known, so its archive suites cannot "
+                                     "be named for security fixes (set policy.security_fixes: off to build "
+                                     "without them)")
+    apt = archives.apt(m.distro)
+    args = ["--apt", life.codename, " ".join(apt.components), apt.mirror, apt.security_mirror]
+    return _script_call(args + ([apt.ports_mirror] if apt.ports_mirror else []))
+
+
+def _script_call(args: list[str]) -> str:
     return f"sh {FIXES_SCRIPT_IN_BUILD} " + " ".join(map(_sh, args))
-
-
-def _mirror(url: str, distro: str, key: str) -> str:
-    if not url:
-        raise ConfigError(f"factory.yaml: archives.{distro}.{key}: empty, but {distro} images get security "
-                          "fixes from it", hint="set the mirror, or policy.security_fixes: off")
-    return url
 
 
 def _hardening_only_stages(m: Manifest, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:

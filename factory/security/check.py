@@ -25,7 +25,6 @@ import requests
 
 from factory.adapters.tools import Runner
 from factory.archive.fetch import Archives
-from factory.archive.settings import AptArchive, ArchiveSettings
 from factory.archive.types import DISTROS, ArchiveIndex, Distro
 from factory.build import sbom as sbom_mod
 from factory.consume import changelog
@@ -51,7 +50,7 @@ from factory.security.report import (
     Status,
     SuiteRead,
 )
-from factory.spec.config import DistroArchive, Settings
+from factory.spec.config import Settings
 from factory.trust.sign import Signer
 
 # What can go wrong for one image without saying anything about the others: reported per image.
@@ -185,25 +184,6 @@ class FixesChecker:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def archive_settings(settings: Settings) -> ArchiveSettings:
-    """factory.yaml's ``archives`` (``Settings.archives``) as ``factory.archive`` reads them: each mirror
-    and key given replaces the public default; what is left empty keeps it."""
-    base = ArchiveSettings()
-    given = settings.archives
-    if given is None:
-        return base
-
-    def apt(default: AptArchive, archive: DistroArchive) -> AptArchive:
-        return replace(default, mirror=archive.mirror.rstrip("/") or default.mirror,
-                       security_mirror=archive.security_mirror.rstrip("/") or default.security_mirror,
-                       ports_mirror=archive.ports_mirror.rstrip("/") or default.ports_mirror,
-                       keyring=archive.keys or default.keyring)
-
-    alpine = replace(base.alpine, mirror=given.alpine.mirror.rstrip("/") or base.alpine.mirror,
-                     keys_dir=given.alpine.keys or base.alpine.keys_dir)
-    return replace(base, debian=apt(base.debian, given.debian), ubuntu=apt(base.ubuntu, given.ubuntu), alpine=alpine)
-
-
 def run(settings: Settings, runner: Runner, registry_for: Callable[[str], Registry], names: Sequence[str] = (), *,
         public_key: Path | None = None) -> FixesRun:
     """`factory fixes`: load the manifests, then check each named one (all when none is named)."""
@@ -211,7 +191,7 @@ def run(settings: Settings, runner: Runner, registry_for: Callable[[str], Regist
 
     manifests = manifest.load_all(settings)
     with requests.Session() as session:
-        archives = Archives(archive_settings(settings), session, runner)
+        archives = Archives(settings.archives, session, runner)
         result = FixesChecker(settings, registry_for, Signer(settings, runner), manifests, archives,
                               public_key=public_key).check(names)
     log.get("fixes").info("archives read", requests=archives.stats.requests, bytes=archives.stats.bytes)

@@ -70,25 +70,61 @@ class Policy:
     license_warn: tuple[str, ...]
 
 
+# The architectures Ubuntu publishes on archive.ubuntu.com and security.ubuntu.com; the rest are on ports.
+UBUNTU_PRIMARY_ARCHES = frozenset({"amd64", "i386"})
+SYSTEM_KEYRING = "/usr/share/keyrings/{distro}-archive-keyring.gpg"  # where Debian's packages install them
+SYSTEM_APK_KEYS = Path("/etc/apk/keys")
+
+
 @dataclass(frozen=True)
-class DistroArchive:
-    """Where one distribution's package indexes are read (an air-gapped org points these at its mirror)."""
+class AptArchive:
+    """One apt distro's mirrors: suites ``<codename>`` and ``-updates`` from ``mirror``, ``-security`` from
+    ``security_mirror``; ``ports_mirror`` (Ubuntu) serves all three for architectures not on the primary."""
 
     mirror: str
-    security_mirror: str = ""  # apt distributions' -security suite
-    ports_mirror: str = ""  # Ubuntu's architectures other than amd64/i386
-    keys: Path | None = None  # inside the repository: keyring (apt) or folder of keys (apk); None: the system's
+    security_mirror: str
+    keyring: Path
+    components: tuple[str, ...]
+    ports_mirror: str | None = None
+
+    def mirrors_for(self, arch: str) -> tuple[str, str]:
+        """(archive mirror, security mirror) for ``arch`` (a Debian architecture name)."""
+        if self.ports_mirror and arch not in UBUNTU_PRIMARY_ARCHES:
+            return self.ports_mirror, self.ports_mirror
+        return self.mirror, self.security_mirror
 
 
 @dataclass(frozen=True)
-class Archives:
-    debian: DistroArchive
-    ubuntu: DistroArchive
-    alpine: DistroArchive
+class AlpineArchive:
+    mirror: str
+    keys_dir: Path
+    repositories: tuple[str, ...]
 
-    def for_distro(self, distro: str) -> DistroArchive | None:
-        """The archive of an apt or apk distribution; None for those without a package manager."""
-        return {"debian": self.debian, "ubuntu": self.ubuntu, "alpine": self.alpine}.get(distro)
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds on every archive download: seconds per request, bytes on the wire and decompressed per file."""
+
+    timeout: float = 30.0
+    max_download: int = 64 * 1024 * 1024
+    max_unpacked: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """factory.yaml's ``archives``: where each distribution's indexes are read (config.schema.json)."""
+
+    debian: AptArchive
+    ubuntu: AptArchive
+    alpine: AlpineArchive
+    limits: ArchiveLimits
+
+    def apt(self, distro: str) -> AptArchive:
+        if distro == "debian":
+            return self.debian
+        if distro == "ubuntu":
+            return self.ubuntu
+        raise ValueError(f"{distro!r} is not an apt distro")
 
 
 @dataclass(frozen=True)
@@ -131,7 +167,7 @@ class Settings:
     # When set, the only folders external tools are looked up in (a hermetic toolchain).
     tools_path: tuple[Path, ...] | None = None
     # Package archives of each distribution, for security fixes (None: the schema's defaults).
-    archives: Archives | None = field(default=None, hash=False)
+    archives: ArchiveSettings = field(default_factory=lambda: default_archives(), hash=False)  # noqa: PLW0108  (defined below)
 
     @property
     def target(self) -> str:
@@ -220,6 +256,7 @@ PATTERN_WORDS: dict[str, str] = {
     r"^(https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?)?$":
         "an http(s) mirror URL like http://deb.debian.org/debian (or empty)",
     r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$": "a path relative to the repository root, like keys/debian-archive-keyring.gpg",
+    r"^[a-z0-9][a-z0-9.+-]*$": "an archive component or repository name like main or universe",
 }
 
 
@@ -272,10 +309,11 @@ def _meaning_problems(raw: dict[str, Any], root: Path, doc: yamlload.Document, s
                                     f"{quote(given['manifests_dir'])}; `factory render` removes files it did not "
                                     "render there: use separate folders"))
     for distro, archive in (raw.get("archives") or {}).items():
-        if isinstance(archive, dict) and isinstance(archive.get("keys"), str):
-            _, problem = _inside(root, archive["keys"], root_ok=False)  # read: keyrings are committed
-            if problem:
-                found.append((f"archives.{distro}.keys", problem))
+        for key in ("keyring", "keys_dir"):
+            if isinstance(archive, dict) and isinstance(archive.get(key), str):
+                _, problem = _inside(root, archive[key], root_ok=False)  # read: the keys are committed
+                if problem:
+                    found.append((f"archives.{distro}.{key}", problem))
     return [_problem(key, message, doc, shown, from_env) for key, message in found]
 
 
@@ -312,11 +350,30 @@ def _build(d: dict[str, Any], root: Path) -> Settings:
         certificates=tuple(d["certificates"]),
         registry_client=RegistryClient(**d["registry_client"]),
         tools_path=None if d["tools_path"] is None else tuple(root / p for p in d["tools_path"]),
-        archives=Archives(**{distro: _archive(a, root) for distro, a in d["archives"].items()}),
+        archives=_archives(d["archives"], root),
     )
 
 
-def _archive(a: dict[str, Any], root: Path) -> DistroArchive:
-    keys = None if a.get("keys") is None else (root / a["keys"]).resolve()
-    return DistroArchive(mirror=a["mirror"], security_mirror=a.get("security_mirror", ""),
-                         ports_mirror=a.get("ports_mirror", ""), keys=keys)
+def _archives(a: dict[str, Any], root: Path) -> ArchiveSettings:
+    """From the schema-validated ``archives`` (defaults merged in): a key file given is inside the
+    repository (checked by _meaning_problems); none given means the system's."""
+    def apt(distro: str) -> AptArchive:
+        d = a[distro]
+        keyring = (root / d["keyring"]).resolve() if d.get("keyring") else Path(SYSTEM_KEYRING.format(distro=distro))
+        return AptArchive(mirror=d["mirror"].rstrip("/"), security_mirror=d["security_mirror"].rstrip("/"),
+                          keyring=keyring, components=tuple(d["components"]),
+                          ports_mirror=d.get("ports_mirror", "").rstrip("/") or None)
+
+    alpine = a["alpine"]
+    keys_dir = (root / alpine["keys_dir"]).resolve() if alpine.get("keys_dir") else SYSTEM_APK_KEYS
+    return ArchiveSettings(
+        debian=apt("debian"), ubuntu=apt("ubuntu"),
+        alpine=AlpineArchive(mirror=alpine["mirror"].rstrip("/"), keys_dir=keys_dir,
+                             repositories=tuple(alpine["repositories"])),
+        limits=ArchiveLimits(timeout=float(a["timeout_seconds"]), max_download=int(a["max_download_bytes"]),
+                             max_unpacked=int(a["max_unpacked_bytes"])))
+
+
+def default_archives() -> ArchiveSettings:
+    """The schema's defaults: the distributions' public mirrors and the system's keys."""
+    return _archives(_defaults(schemas.load("config"))["archives"], Path.cwd())

@@ -5,6 +5,7 @@ see tests/data/archive/make_fixtures.py), tampered and wrong-keyring cases, and 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -13,8 +14,8 @@ import requests
 from factory.adapters.tools import Runner
 from factory.archive import deb
 from factory.archive.fetch import Archives
-from factory.archive.settings import ArchiveSettings
 from factory.core.errors import EXIT_ENVIRONMENT, ArchiveSignatureError, ArchiveUnreachable
+from factory.spec.config import default_archives
 from tests.unit.archive_fakes import UBUNTU, UBUNTU_MIRRORS, FileMirror, session_for, ubuntu_settings
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,7 @@ def test_wrong_keyring_fails():
 
 def test_the_debian_keyring_does_not_verify_the_test_mirror():
     with pytest.raises(ArchiveSignatureError):
-        deb.verify_inrelease(Runner(), ArchiveSettings().debian.keyring, JAMMY.read_bytes(), "u")
+        deb.verify_inrelease(Runner(), default_archives().debian.keyring, JAMMY.read_bytes(), "u")
 
 
 def test_unsigned_text_fails():
@@ -70,9 +71,10 @@ def test_unsigned_text_fails():
 
 
 def test_unreachable_mirror_is_a_clear_exit_2_error():
-    settings = ArchiveSettings.from_mapping({"debian": {"mirror": "http://127.0.0.1:9/debian",
-                                                        "security_mirror": "http://127.0.0.1:9/debian-security"},
-                                             "timeout": 5})
+    base = default_archives()
+    settings = replace(base, debian=replace(base.debian, mirror="http://127.0.0.1:9/debian",
+                                            security_mirror="http://127.0.0.1:9/debian-security"),
+                       limits=replace(base.limits, timeout=5))
     with requests.Session() as session:
         run = Archives(settings, session, Runner())
         where = r"http://127\.0\.0\.1:9/debian/dists/bookworm/InRelease"
@@ -84,7 +86,7 @@ def test_unreachable_mirror_is_a_clear_exit_2_error():
 
 def test_real_debian_bookworm_amd64_and_arm64():
     with requests.Session() as session:
-        run = Archives(ArchiveSettings(), session, Runner())
+        run = Archives(default_archives(), session, Runner())
         start = time.monotonic()
         indexes = [run.index("debian", "bookworm", arch) for arch in ("amd64", "arm64")]
         seconds = time.monotonic() - start

@@ -139,7 +139,8 @@ def test_catalog_reads_the_registry_and_verifies(published):
     assert amd["size"] == image["config"]["size"] + sum(layer["size"] for layer in image["layers"])
     assert amd["packages"] > 50
     assert amd["base_size"] > 0 and amd["overhead"] == amd["size"] - amd["base_size"]
-    config = requests.get(f"http://{ws.registry}/v2/{ws.repository}/blobs/{image['config']['digest']}", timeout=10).json()
+    config = requests.get(f"http://{ws.registry}/v2/{ws.repository}/blobs/{image['config']['digest']}",
+                          timeout=10).json()
     assert newest["created"] == config["config"]["Labels"]["org.opencontainers.image.created"]
     assert cat["eol"]["date"] == "2028-06-30" and cat["eol"]["status"] in ("supported", "warning")
     assert (published.site / "cosign.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")

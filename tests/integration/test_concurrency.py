@@ -161,7 +161,7 @@ def test_two_machines_racing_for_the_immutable_tag_leave_one_version(tmp_path, s
 
         codes = sorted(proc.returncode for proc, _ in results)
         assert codes == [0, 1], logs(results)
-        (won, won_report), (lost, lost_report) = sorted(results, key=lambda r: r[0].returncode)
+        (_won, won_report), (lost, lost_report) = sorted(results, key=lambda r: r[0].returncode)
         lost_image = lost_report["images"][0]
         assert (lost_image["status"], lost_image["step"]) == ("failed", "tag")
         assert "tag race-v1.0.0 was changed by someone else while being written" in lost_image["error"]

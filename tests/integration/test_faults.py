@@ -47,14 +47,14 @@ def private(tmp_path, settings, seeded_debian):
     def make(tag_pattern: str, answer):
         fault = RegistryGoesAway(tag_pattern, answer)
         (tmp_path / "reg").mkdir()
-        with own_registry(tmp_path / "reg") as registry:
-            with serve(FaultProxy(registry, rule=fault).handler()) as host:
-                ws = Workspace.create(tmp_path / "repo", registry=host, state_dir=settings.state_dir,
-                                      extra_config={"helper_image": seeded_debian.ref,
-                                                    "insecure_registries": [host, settings.registry],
-                                                    # gives up after ~1 s, not the default ~15 s
-                                                    "registry_client": {"retries": 3, "backoff_seconds": 0.1}})
-                yield ws, fault
+        with (own_registry(tmp_path / "reg") as registry,
+              serve(FaultProxy(registry, rule=fault).handler()) as host):
+            ws = Workspace.create(tmp_path / "repo", registry=host, state_dir=settings.state_dir,
+                                  extra_config={"helper_image": seeded_debian.ref,
+                                                "insecure_registries": [host, settings.registry],
+                                                # gives up after ~1 s, not the default ~15 s
+                                                "registry_client": {"retries": 3, "backoff_seconds": 0.1}})
+            yield ws, fault
 
     return make
 

@@ -50,7 +50,8 @@ def test_buildx_pushes_a_two_platform_index(settings, docker, unique_repo, tmp_p
     for arch in ("amd64", "arm64"):
         (tmp_path / f"hello-{arch}").write_text(f"hello from {arch}\n")
     ref = f"{settings.registry}/{unique_repo}:t1"
-    docker.build(tmp_path, platforms=["linux/amd64", "linux/arm64"], output={"type": "image", "name": ref, "push": "true"})
+    docker.build(tmp_path, platforms=["linux/amd64", "linux/arm64"],
+                 output={"type": "image", "name": ref, "push": "true"})
     index = get_index(settings.registry, unique_repo, "t1")
     assert platforms_of(index) == {"linux/amd64", "linux/arm64"}
     # BuildKit's unsigned attestation manifests are off: only the two platform manifests.

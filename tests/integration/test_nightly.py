@@ -16,7 +16,8 @@ def push_upstream(ws, docker, folder, busybox, marker: str) -> str:
     (folder / "marker").write_text(marker)
     (folder / "Dockerfile").write_text(f"FROM {busybox.ref}\nCOPY marker /marker\n")
     ref = f"{ws.registry}/{ws.repository}-upstream:1.0"
-    docker.build(folder, platforms=["linux/amd64", "linux/arm64"], output={"type": "image", "name": ref, "push": "true"})
+    docker.build(folder, platforms=["linux/amd64", "linux/arm64"],
+                 output={"type": "image", "name": ref, "push": "true"})
     from factory.oci.registry import Registry
 
     return Registry(ws.registry, insecure=True).head_manifest(f"{ws.repository}-upstream", "1.0").digest

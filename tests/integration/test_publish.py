@@ -85,7 +85,7 @@ def test_noshell_upstream_is_hardened_without_run_and_published(ws, seeded, dock
     assert {c["platform"] for c in conformance} == {"linux/amd64", "linux/arm64"}
     assert all(c["passed"] for c in conformance)
     for platform in ("linux/amd64", "linux/arm64"):
-        rc, out, err = docker.run(ws.ref(index), ["--version"], platform=platform, entrypoint="/usr/bin/tini")
+        rc, _out, err = docker.run(ws.ref(index), ["--version"], platform=platform, entrypoint="/usr/bin/tini")
         assert rc == 0, err
 
 
@@ -142,7 +142,8 @@ def test_failing_manifest_test_moves_no_tag(ws, seeded):
 
 def test_signing_failure_moves_no_tag(ws, seeded, tmp_path):
     bad_key = tmp_path / "bad.key"
-    bad_key.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nnot a key\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    bad_key.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nnot a key\n"
+                       "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     bad_key.chmod(0o600)
     ws.add_manifest(manifest_on(seeded["busybox"], "badkey"))
     proc, report = publish(ws, "badkey", env={"COSIGN_KEY": str(bad_key)})
@@ -167,7 +168,7 @@ def test_existing_immutable_tag_is_kept_and_the_next_patch_is_used(ws, seeded, d
     ws.add_manifest(manifest_on(seeded["busybox"], "immutable"))
     # Someone already wrote immutable-v1.0.0 at another digest (but no floating tags).
     other = ws.push_dummy(docker, tmp_path / "dummy", "immutable-v1.0.0")
-    proc, report = publish(ws, "immutable")
+    proc, _report = publish(ws, "immutable")
     # The registry is the source of truth: the next patch is 1.0.1, and 1.0.0 is left alone.
     assert proc.returncode == 0, proc.stdout + proc.stderr
     after = ws.tags()

@@ -164,8 +164,8 @@ def test_ping_and_request_counts(registry):
 
 
 def test_unreachable_registry_is_an_environment_error():
-    with Registry("127.0.0.1:9", insecure=True, timeout=2, retries=1, backoff=0.01) as r:
-        with pytest.raises(RegistryError) as err:
-            r.ping()
+    with (Registry("127.0.0.1:9", insecure=True, timeout=2, retries=1, backoff=0.01) as r,
+          pytest.raises(RegistryError) as err):
+        r.ping()
     assert err.value.exit_code == 2
     assert "not reachable" in str(err.value)

@@ -90,9 +90,9 @@ def test_basic_auth_without_credentials(basic_registry):
 
 def test_basic_auth_wrong_password(basic_registry, tmp_path):
     creds = credentials_for(basic_registry, docker_config(tmp_path, basic_registry, "alice", "wrong-pw"))
-    with Registry(basic_registry, insecure=True, auth=creds, timeout=10) as r:
-        with pytest.raises(RegistryAuthError) as err:
-            r.list_tags("test/anything")
+    with (Registry(basic_registry, insecure=True, auth=creds, timeout=10) as r,
+          pytest.raises(RegistryAuthError) as err):
+        r.list_tags("test/anything")
     message = str(err.value)
     assert "credentials refused" in message and "HTTP 401" in message
     assert f"docker login {basic_registry}" in message  # says what to do
@@ -171,9 +171,9 @@ def test_bearer_concurrent_uploads_fetch_one_token(token_setup):
 
 def test_bearer_wrong_password(token_setup):
     host, _ = token_setup
-    with Registry(host, insecure=True, auth=Credentials("alice", "nope"), timeout=10) as r:
-        with pytest.raises(RegistryAuthError) as err:
-            r.list_tags("test/x")
+    with (Registry(host, insecure=True, auth=Credentials("alice", "nope"), timeout=10) as r,
+          pytest.raises(RegistryAuthError) as err):
+        r.list_tags("test/x")
     assert err.value.exit_code == 2 and err.value.status == 401
     assert "token service refused the credentials" in str(err.value)
     assert "nope" not in str(err.value)
@@ -181,6 +181,6 @@ def test_bearer_wrong_password(token_setup):
 
 def test_bearer_anonymous_is_refused_clearly(token_setup):
     host, _ = token_setup
-    with Registry(host, insecure=True, timeout=10) as r:
-        with pytest.raises(RegistryAuthError, match="token service refused"):
-            r.ping()
+    with (Registry(host, insecure=True, timeout=10) as r,
+          pytest.raises(RegistryAuthError, match="token service refused")):
+        r.ping()

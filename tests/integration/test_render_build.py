@@ -119,7 +119,8 @@ def test_scratch_kind_gets_root_and_the_user(repo, seeded, docker, tmp_path):
     prod = _build(docker, folder)
     try:
         files = _files(docker, prod, tmp_path, "etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt")
-        assert files["etc/passwd"] == b"root:x:0:0:root:/root:/sbin/nologin\napp:x:1001:1001::/nonexistent:/sbin/nologin\n"
+        assert files["etc/passwd"] == (b"root:x:0:0:root:/root:/sbin/nologin\n"
+                                       b"app:x:1001:1001::/nonexistent:/sbin/nologin\n")
         assert files["etc/group"] == b"root:x:0:\napp:x:1001:\n"
         assert b"BEGIN CERTIFICATE" in files["etc/ssl/certs/ca-certificates.crt"]
         rc, out, err = docker.run(prod, ["-c", "id -u; echo $TZ"], platform=PLATFORM, entrypoint="/bin/sh")

@@ -64,7 +64,8 @@ def test_no_secret_in_any_output(tmp_path, settings, seeded, seeded_debian, runn
     assert '"argv"' in outputs["publish"]  # the commands run were logged (and nothing of their environment)
     forms = [basic]
     for secret in (PASSWORD, COSIGN_PASSWORD, TOKEN):
-        forms += [secret, base64.b64encode(secret.encode()).decode(), base64.urlsafe_b64encode(secret.encode()).decode()]
+        forms += [secret, base64.b64encode(secret.encode()).decode(),
+                  base64.urlsafe_b64encode(secret.encode()).decode()]
     for form in forms:
         leaked = [name for name, text in outputs.items() if form in text]
         assert not leaked, f"secret found in {leaked}"

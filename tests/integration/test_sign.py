@@ -191,7 +191,8 @@ def test_an_unsigned_image_does_not_verify(keyed, runner, docker, tmp_path):
 
 def test_a_garbage_private_key_makes_signing_fail_naming_the_step(signed, runner, tmp_path):
     bad = tmp_path / "bad.key"
-    bad.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nnot a key\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    bad.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nnot a key\n"
+                   "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     bad.chmod(0o600)
     settings = dataclasses.replace(signed.settings,
                                    signing=dataclasses.replace(signed.settings.signing, key=str(bad)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
@@ -13,7 +13,7 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from factory.adapters.tools import Runner
-from factory.archive.settings import ArchiveSettings
+from factory.spec.config import ArchiveSettings, default_archives
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "archive"
 UBUNTU = DATA / "ubuntu"
@@ -28,15 +28,21 @@ UBUNTU_MIRRORS = {
 ALPINE_MIRRORS = {"https://alpine.test/alpine": ALPINE / "mirror"}
 
 
+def _paths(overrides: dict[str, object]) -> dict[str, object]:
+    return {k: Path(str(v)) if k in ("keyring", "keys_dir") else v for k, v in overrides.items()}
+
+
 def ubuntu_settings(**overrides: object) -> ArchiveSettings:
-    section = {"mirror": "http://ubuntu.test/ubuntu", "security_mirror": "http://security.ubuntu.test/ubuntu",
-               "ports_mirror": "http://ports.ubuntu.test/ubuntu-ports", "keyring": str(UBUNTU / "keyring.gpg")}
-    return ArchiveSettings.from_mapping({"ubuntu": {**section, **overrides}})
+    base = default_archives()
+    ubuntu = replace(base.ubuntu, mirror="http://ubuntu.test/ubuntu", security_mirror="http://security.ubuntu.test/ubuntu",
+                     ports_mirror="http://ports.ubuntu.test/ubuntu-ports", keyring=UBUNTU / "keyring.gpg")
+    return replace(base, ubuntu=replace(ubuntu, **_paths(overrides)))  # type: ignore[arg-type]
 
 
 def alpine_settings(**overrides: object) -> ArchiveSettings:
-    section = {"mirror": "https://alpine.test/alpine", "keys_dir": str(ALPINE / "keys")}
-    return ArchiveSettings.from_mapping({"alpine": {**section, **overrides}})
+    base = default_archives()
+    alpine = replace(base.alpine, mirror="https://alpine.test/alpine", keys_dir=ALPINE / "keys")
+    return replace(base, alpine=replace(alpine, **_paths(overrides)))  # type: ignore[arg-type]
 
 
 class FileMirror(BaseAdapter):

@@ -5,14 +5,16 @@ candidate selection across suites, fetched once per run, settings. gpgv is repla
 from __future__ import annotations
 
 import gzip
+import json
 import lzma
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from factory.archive import deb, download
 from factory.archive.fetch import Archives, arch_for
-from factory.archive.settings import ArchiveSettings, Limits
 from factory.archive.types import ArchiveIndex, FetchStats, Package, Suite
 from factory.core.errors import (
     EXIT_ENVIRONMENT,
@@ -23,6 +25,8 @@ from factory.core.errors import (
     ArchiveUnreachable,
     ConfigError,
 )
+from factory.spec import config
+from factory.spec.config import ArchiveLimits, ArchiveSettings, default_archives
 from tests.unit.archive_fakes import DATA, UBUNTU, UBUNTU_MIRRORS, FakeGpgv, FileMirror, session_for, ubuntu_settings
 
 SECURITY = Suite("debian", "bookworm", "bookworm-security", "security", None, "http://deb.debian.org/debian")
@@ -105,7 +109,7 @@ def test_hash_mismatch_is_detected():
 def test_download_over_the_byte_limit_is_refused():
     adapter = FileMirror(UBUNTU_MIRRORS)
     stats = FetchStats()
-    small = download.Downloader(session_for(adapter), Limits(max_download=100), stats)
+    small = download.Downloader(session_for(adapter), ArchiveLimits(max_download=100), stats)
     with pytest.raises(ArchiveUnreachable, match="over the limit of 100 bytes"):
         small.get("http://ubuntu.test/ubuntu/dists/jammy/InRelease")
 
@@ -118,7 +122,7 @@ def test_download_without_content_length_is_bounded_while_reading():
             return response
 
     stats = FetchStats()
-    small = download.Downloader(session_for(NoLength(UBUNTU_MIRRORS)), Limits(max_download=100), stats)
+    small = download.Downloader(session_for(NoLength(UBUNTU_MIRRORS)), ArchiveLimits(max_download=100), stats)
     with pytest.raises(ArchiveUnreachable, match="more than the limit of 100 bytes"):
         small.get("http://ubuntu.test/ubuntu/dists/jammy/InRelease")
 
@@ -255,42 +259,53 @@ def test_index_of_orders_by_version_and_keeps_suite_order_on_ties():
 # --- settings --------------------------------------------------------------------------------------------
 
 
-def test_default_mirrors():
-    settings = ArchiveSettings()
+def _load(tmp_path, archives) -> ArchiveSettings:
+    (tmp_path / "factory.yaml").write_text(json.dumps({"archives": archives}))  # JSON is YAML
+    return config.load(tmp_path / "factory.yaml", environ={}).archives
+
+
+def test_default_mirrors(tmp_path):
+    settings = default_archives()
     assert settings.debian.mirror == "http://deb.debian.org/debian"
     assert settings.debian.security_mirror == "http://security.debian.org/debian-security"
     assert settings.debian.components == ("main",)
+    assert settings.debian.keyring == Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     assert settings.ubuntu.mirrors_for("amd64") == ("http://archive.ubuntu.com/ubuntu", "http://security.ubuntu.com/ubuntu")
     assert settings.ubuntu.mirrors_for("arm64") == ("http://ports.ubuntu.com/ubuntu-ports",) * 2
     assert settings.ubuntu.components == ("main", "universe")
     assert settings.debian.mirrors_for("arm64")[0] == "http://deb.debian.org/debian"
     assert settings.alpine.mirror == "https://dl-cdn.alpinelinux.org/alpine"
     assert settings.alpine.repositories == ("main", "community")
-    assert ArchiveSettings.from_mapping(None) == settings == ArchiveSettings.from_mapping({})
+    assert _load(tmp_path, {}) == settings
 
 
-def test_settings_from_mapping():
-    settings = ArchiveSettings.from_mapping({
-        "debian": {"mirror": "https://mirror.example.org/debian/", "keyring": "/etc/keys/debian.gpg"},
-        "alpine": {"keys_dir": "/etc/keys/apk", "repositories": ["main"]},
-        "timeout": 5, "max_download": 1000,
+def test_settings_from_factory_yaml(tmp_path):
+    (tmp_path / "keys").mkdir()
+    settings = _load(tmp_path, {
+        "debian": {"mirror": "https://mirror.example.org/debian/", "keyring": "keys/debian.gpg"},
+        "alpine": {"keys_dir": "keys", "repositories": ["main"]},
+        "timeout_seconds": 5, "max_download_bytes": 1000,
     })
     assert settings.debian.mirror == "https://mirror.example.org/debian"
     assert settings.debian.security_mirror == "http://security.debian.org/debian-security"
-    assert str(settings.debian.keyring) == "/etc/keys/debian.gpg"
+    assert settings.debian.keyring == (tmp_path / "keys" / "debian.gpg").resolve()
+    assert settings.alpine.keys_dir == (tmp_path / "keys").resolve()
     assert settings.alpine.repositories == ("main",)
     assert (settings.limits.timeout, settings.limits.max_download) == (5.0, 1000)
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"debain": {}}, "archives: unknown key 'debain'"),
-    ({"debian": {"mirors": "x"}}, "archives.debian: unknown key 'mirors'"),
-    ({"debian": {"mirror": "ftp://x"}}, "archives.debian.mirror: expected an http"),
-    ({"ubuntu": {"components": []}}, "archives.ubuntu.components: expected a non-empty list"),
-    ({"alpine": "x"}, "archives.alpine: expected a mapping"),
-    ({"timeout": 0}, "archives.timeout: expected a positive number"),
-    ({"max_download": True}, "archives.max_download: expected a positive number"),
+    ({"debain": {}}, "archives.debain: unknown key 'debain'; did you mean 'debian'?"),
+    ({"debian": {"mirors": "x"}}, "archives.debian.mirors: unknown key 'mirors'; did you mean 'mirror'?"),
+    ({"debian": {"mirror": "ftp://x"}}, "archives.debian.mirror: "),
+    ({"ubuntu": {"components": []}}, "archives.ubuntu.components: "),
+    ({"alpine": "x"}, "archives.alpine: "),
+    ({"timeout_seconds": 0}, "archives.timeout_seconds: "),
+    ({"max_download_bytes": True}, "archives.max_download_bytes: "),
+    ({"debian": {"keyring": "../outside.gpg"}}, "archives.debian.keyring: expected a path relative to the repository"),
+    ({"debian": {"keyring": "keys/../../outside.gpg"}}, "archives.debian.keyring: 'keys/../../outside.gpg' resolves to"),
+    ({"alpine": {"keys_dir": "/etc/apk/keys"}}, "archives.alpine.keys_dir: "),
 ])
-def test_settings_errors_name_the_key(data, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        ArchiveSettings.from_mapping(data)
+def test_settings_errors_name_the_key(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _load(tmp_path, data)

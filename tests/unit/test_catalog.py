@@ -81,11 +81,13 @@ class World:
                                                    variant="debug"), [size, 3_500_000, 9_000_000])
                                         for p, size in ((AMD, 51_000_000), (ARM, 50_000_000))})
         self.py, self.py_p = r.image({p: (labels("py", "1.0.0", f"{TARGET}@{self.deb0}", self.deb0),
-                                          [size, 3_000_000, 20_000_000]) for p, size in ((AMD, 50_000_000), (ARM, 49_000_000))})
-        for tag, digest in {"deb-v1.0.0": self.deb0, "deb-v1.0.1": self.deb1, "deb-v1.0": self.deb1, "deb-v1": self.deb1,
-                            "deb": self.deb1, "deb-debug-v1.0.0": self.dbg, "deb-debug-v1.0": self.dbg,
-                            "deb-debug-v1": self.dbg, "deb-debug": self.dbg, "py-v1.0.0": self.py, "py-v1": self.py,
-                            "py": self.py, f"{self.deb1.replace(':', '-')}.sig": self.deb1}.items():
+                                          [size, 3_000_000, 20_000_000])
+                                      for p, size in ((AMD, 50_000_000), (ARM, 49_000_000))})
+        for tag, digest in {"deb-v1.0.0": self.deb0, "deb-v1.0.1": self.deb1, "deb-v1.0": self.deb1,
+                            "deb-v1": self.deb1, "deb": self.deb1, "deb-debug-v1.0.0": self.dbg,
+                            "deb-debug-v1.0": self.dbg, "deb-debug-v1": self.dbg, "deb-debug": self.dbg,
+                            "py-v1.0.0": self.py, "py-v1": self.py, "py": self.py,
+                            f"{self.deb1.replace(':', '-')}.sig": self.deb1}.items():
             r.tag("myorg/base", tag, digest)
         self.sboms = {
             **{d: bom({"a": "1.0", "b": "1.0"}) for d in self.deb0_p.values()},
@@ -186,7 +188,8 @@ def test_sizes_layers_and_overhead_against_the_base(collected):
 def test_bases_that_are_org_images_are_named(collected):
     assert collected.entry("deb-debug").versions[0].base.image == "deb"
     assert collected.entry("deb-debug").versions[0].base.version == "1.0.1"
-    assert (collected.entry("py").versions[0].base.image, collected.entry("py").versions[0].base.version) == ("deb", "1.0.0")
+    assert (collected.entry("py").versions[0].base.image,
+            collected.entry("py").versions[0].base.version) == ("deb", "1.0.0")
     assert collected.entry("deb").versions[0].base.image is None
 
 
@@ -201,7 +204,8 @@ def test_unverified_signature_and_sbom_are_shown_not_hidden(collected, world):
 
 def test_sboms_are_read_only_through_verification(world, collected):
     attested = {ref.rsplit("@", 1)[1] for kind, ref in world.signer.calls if kind == "cyclonedx"}
-    every_platform_image = {d for digests in (world.deb0_p, world.deb1_p, world.dbg_p, world.py_p) for d in digests.values()}
+    every_platform_image = {d for digests in (world.deb0_p, world.deb1_p, world.dbg_p, world.py_p)
+                            for d in digests.values()}
     assert attested == every_platform_image
     assert {ref.rsplit("@", 1)[1] for kind, ref in world.signer.calls if kind == "verify"} == \
         {world.deb0, world.deb1, world.dbg, world.py}
@@ -415,7 +419,7 @@ def test_a_missing_public_key_is_refused_rather_than_showing_everything_unsigned
     from factory.core.errors import EnvironmentProblem
 
     Path(world.signer.public_key).unlink()
-    with pytest.raises(EnvironmentProblem, match="public key .* not found"):
+    with pytest.raises(EnvironmentProblem, match=r"public key .* not found"):
         world.collect()
 
 
@@ -434,7 +438,8 @@ def test_sizes_read_as_decimal_units(size, text):
     assert site.megabytes(size) == text
 
 
-@pytest.mark.parametrize(("overhead", "base", "text"), [(4_900_000, 61_000_000, "+4.9 MB (+8.0%)"), (0, 10, "+0.0 MB (+0.0%)"),
+@pytest.mark.parametrize(("overhead", "base", "text"), [(4_900_000, 61_000_000, "+4.9 MB (+8.0%)"),
+                                                       (0, 10, "+0.0 MB (+0.0%)"),
                                                        (-1_000_000, 10_000_000, "-1.0 MB (-10.0%)"), (5, None, "n/a")])
 def test_overhead_reads_in_megabytes_and_percent(overhead, base, text):
     assert site.overhead_text(overhead, base) == text

@@ -61,8 +61,10 @@ def test_one_package_added_to_a_real_trivy_sbom():
 
 
 def test_a_name_in_two_ecosystems_is_compared_per_ecosystem():
-    old = {"components": bom(("six", "1.16.0-4"))["components"] + bom(("six", "1.16.0"), ecosystem="pypi")["components"]}
-    new = {"components": bom(("six", "1.16.0-4"))["components"] + bom(("six", "1.17.0"), ecosystem="pypi")["components"]}
+    old = {"components": bom(("six", "1.16.0-4"))["components"]
+           + bom(("six", "1.16.0"), ecosystem="pypi")["components"]}
+    new = {"components": bom(("six", "1.16.0-4"))["components"]
+           + bom(("six", "1.17.0"), ecosystem="pypi")["components"]}
     diff = diff_sboms(old, new)
     assert diff.upgraded == (VersionChange("pypi/six", "1.16.0", "1.17.0"),)
     assert diff.unchanged == 1

@@ -149,7 +149,7 @@ def test_a_file_outside_the_repository_is_refused(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     (tmp_path / "outside.pem").write_bytes(make_ca("Root").pem)
-    with pytest.raises(CertificateError, match="resolves to .*outside.pem, outside the repository"):
+    with pytest.raises(CertificateError, match=r"resolves to .*outside\.pem, outside the repository"):
         certs.read(repo, ca_file(repo, "../outside.pem"))
 
 

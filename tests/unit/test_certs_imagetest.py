@@ -45,7 +45,7 @@ def test_the_check_passes_when_every_org_ca_is_in_the_bundle(tmp_path):
 def test_the_check_fails_naming_the_missing_ca(tmp_path):
     public, org, other = make_ca("Public Root"), make_ca("Org Root"), make_ca("Other Org CA")
     fs = export(tmp_path, {"etc/passwd": PASSWD, "etc/ssl/certs/ca-certificates.crt": public.pem + org.pem})
-    name, passed, detail = org_ca_check(fs, expect(org.sha256, other.sha256))
+    _name, passed, detail = org_ca_check(fs, expect(org.sha256, other.sha256))
     assert not passed and detail == f"not in /etc/ssl/certs/ca-certificates.crt: sha256 {other.sha256}"
 
 

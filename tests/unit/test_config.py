@@ -61,7 +61,7 @@ def test_invalid_config_names_file_and_key(tmp_path, text, fragment):
 
 
 def test_invalid_env_override_is_reported(tmp_path):
-    with pytest.raises(ConfigError, match="FACTORY_SCANNER_DB_UNAVAILABLE|scanner_db_unavailable"):
+    with pytest.raises(ConfigError, match=r"FACTORY_SCANNER_DB_UNAVAILABLE|scanner_db_unavailable"):
         config.load(write(tmp_path, ""), environ={"FACTORY_SCANNER_DB_UNAVAILABLE": "maybe"})
 
 

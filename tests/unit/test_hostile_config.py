@@ -123,7 +123,7 @@ def test_a_symlink_out_of_the_repository_is_refused(tmp_path):
     outside.mkdir()
     (repo / "images").symlink_to(outside)
     (repo / "factory.yaml").write_text("images_dir: images\n")
-    with pytest.raises(ConfigError, match="images_dir: 'images' resolves to .*outside the repository"):
+    with pytest.raises(ConfigError, match=r"images_dir: 'images' resolves to .*outside the repository"):
         config.load(repo / "factory.yaml", environ={})
 
 

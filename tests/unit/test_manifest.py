@@ -157,7 +157,8 @@ def test_yml_files_and_folders_are_found_and_other_files_ignored(repo):
     write(repo, "notes.txt", "not a manifest")
     write(repo, "c.yaml", minimal("c"), folder="elsewhere")
     assert list(manifest.load_all(settings_for(repo))) == ["a", "b"]
-    both = manifest.load_all(settings_for(repo), [repo / "manifests", repo / "elsewhere/c.yaml", repo / "manifests/a.yaml"])
+    both = manifest.load_all(settings_for(repo),
+                             [repo / "manifests", repo / "elsewhere/c.yaml", repo / "manifests/a.yaml"])
     assert list(both) == ["a", "b", "c"]
 
 
@@ -280,7 +281,8 @@ def test_upstream_and_parent_exactly_one(repo):
 
 def test_a_misplaced_key_says_where_it_belongs(repo):
     write(repo, "a.yaml", minimal("a", extra="uid: 1001\n"))
-    assert problems_of(settings_for(repo)) == ["manifests/a.yaml:7: uid: unknown key 'uid' here; it belongs at user.uid"]
+    assert problems_of(settings_for(repo)) == [
+        "manifests/a.yaml:7: uid: unknown key 'uid' here; it belongs at user.uid"]
 
 
 def test_image_with_a_tag_says_where_the_tag_goes(repo):

@@ -95,5 +95,5 @@ def test_a_missing_path_is_an_error(repo, capsys, monkeypatch):
 
 def test_the_real_policy_runs_after_loading(repo, capsys):
     # a.yaml has no debug variant: factory.policy warns about that (its rules are tested there)
-    code, out, _ = run(["validate"], capsys)
+    _code, out, _ = run(["validate"], capsys)
     assert "debug-variant" in out and out.splitlines()[-1].startswith("validated 1 manifests: ")

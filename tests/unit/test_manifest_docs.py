@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from factory.spec import config, manifest, schemas
+
 
 def _load_docgen():
     # bin/docgen.py is a developer's tool outside the runtime package: loaded from its file.
@@ -20,7 +22,6 @@ def _load_docgen():
 
 
 docgen = _load_docgen()
-from factory.spec import config, manifest, schemas
 
 
 def test_the_committed_doc_is_current():
@@ -39,7 +40,7 @@ def test_every_schema_key_has_a_row_with_a_description():
                 "waivers[].expires", *schemas.load("manifest")["properties"]}
     assert expected <= set(rows)
     assert [k for k, r in rows.items() if not r.description] == []
-    for key, row in rows.items():
+    for key in rows:
         assert f"| `{key}` |" in docgen.render()
 
 

@@ -798,9 +798,8 @@ def test_configured_mirrors_are_the_ones_rendered(tmp_path):
 
 
 def test_an_empty_mirror_is_a_config_error_naming_the_key(tmp_path):
-    s = make_settings(tmp_path, archives={"debian": {"security_mirror": ""}})
-    with pytest.raises(ConfigError, match=r"archives\.debian\.security_mirror: empty"):
-        render.render_manifest(make_manifest(s, packages=("netbase",)), s)
+    with pytest.raises(ConfigError, match=r"archives\.debian\.security_mirror: "):
+        make_settings(tmp_path, archives={"debian": {"security_mirror": ""}})
 
 
 def test_a_release_without_a_known_codename_names_the_release_key(fix_settings):

@@ -22,8 +22,10 @@ PRESET = json.loads((ROOT / "renovate" / "base-images.json").read_text())
 IMAGE = "registry.example.com/myorg/base"  # the preset's argument, {{arg0}}
 
 # Names as the org writes them (every manifest in the repository and the demo) and awkward ones.
-NAMES = sorted({p.stem for p in (ROOT / "manifests").glob("*.yaml")} | {p.stem for p in (ROOT / "demo" / "manifests").glob("*.yaml")}
-               | {"a", "x.y_z", "node-24", "python-3.11-slim-bookworm", "debian-12", "debian-12-minbase", "v1", "tool-v2x"})
+NAMES = sorted({p.stem for p in (ROOT / "manifests").glob("*.yaml")}
+               | {p.stem for p in (ROOT / "demo" / "manifests").glob("*.yaml")}
+               | {"a", "x.y_z", "node-24", "python-3.11-slim-bookworm", "debian-12", "debian-12-minbase", "v1",
+                  "tool-v2x"})
 VERSIONS = [Version(0, 1, 0), Version(1, 0, 0), Version(1, 0, 1), Version(1, 2, 0), Version(2, 0, 0)]
 
 
@@ -186,7 +188,7 @@ def test_debug_tags_get_the_never_deploy_note_and_prod_tags_do_not():
     note_rule = next(r for r in PRESET["packageRules"] if "prBodyNotes" in r)
     for tag in ALL_TAGS:
         prefix = next(n for n in sorted(NAMES, key=len, reverse=True)
-                      if tag == n or tag.startswith(f"{n}-v") or tag.startswith(f"{n}-debug"))
+                      if tag == n or tag.startswith((f"{n}-v", f"{n}-debug")))
         is_debug = tag.startswith(f"{prefix}-debug")
         assert applies(note_rule, IMAGE, tag) == is_debug, tag
     assert "never deploy" in note_rule["prBodyNotes"][0]

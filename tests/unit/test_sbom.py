@@ -339,6 +339,6 @@ def test_platform_view_of_a_missing_platform_names_the_ones_there(tmp_path):
     from factory.build.sbom import platform_view
 
     write_layout(tmp_path / "layout")
-    with pytest.raises(LayoutError, match="no image for platform linux/s390x.*linux/amd64, linux/arm64"):
-        with platform_view(tmp_path / "layout", "linux/s390x"):
-            pass
+    with (pytest.raises(LayoutError, match=r"no image for platform linux/s390x.*linux/amd64, linux/arm64"),
+          platform_view(tmp_path / "layout", "linux/s390x")):
+        pass

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from factory.archive.settings import ArchiveSettings
 from factory.archive.types import ArchiveIndex, Package, Suite
 from factory.core.errors import UsageError
-from factory.security import check
 from factory.security.check import FixesChecker, Release, release_of
 from factory.spec import manifest
+from factory.spec.config import default_archives
 from tests.unit.catalog_fakes import FakeRegistry, FakeSigner, settings
 
 AMD, ARM = "linux/amd64", "linux/arm64"
@@ -167,4 +166,4 @@ def test_release_of_falls_back_to_the_sboms_operating_system(tmp_path):
 
 def test_archive_settings_default_to_the_public_mirrors(tmp_path):
     s = settings(tmp_path)
-    assert check.archive_settings(s) == ArchiveSettings()
+    assert s.archives == default_archives()

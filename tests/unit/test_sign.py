@@ -54,7 +54,8 @@ def test_attest_and_verify_argv(tmp_path):
     s = signer(tmp_path)
     ref = f"127.0.0.1:5000/myorg/base@{DIGEST}"
     attest = s.attest_argv(ref, Path("/tmp/p.json"), "cyclonedx")
-    assert attest[attest.index("--type") + 1] == "cyclonedx" and attest[attest.index("--predicate") + 1] == "/tmp/p.json"
+    assert attest[attest.index("--type") + 1] == "cyclonedx" and \
+        attest[attest.index("--predicate") + 1] == "/tmp/p.json"
     verify = s.verify_attestation_argv(ref, "slsaprovenance1")
     assert "--insecure-ignore-tlog=true" in verify
     assert verify[verify.index("--key") + 1] == "/var/lib/factory/keys/cosign.pub"
@@ -126,14 +127,14 @@ def test_dev_key_password_is_empty_even_when_another_is_set(tmp_path, monkeypatc
 
 def test_a_missing_key_file_is_one_clear_error_before_cosign_runs(tmp_path):
     s = signer(tmp_path, key=str(tmp_path / "absent.key"))
-    with pytest.raises(EnvironmentProblem, match="absent.key not found") as e:
+    with pytest.raises(EnvironmentProblem, match=r"absent\.key not found") as e:
         s.sign(f"127.0.0.1:5000/myorg/base@{DIGEST}")  # the unit-test guard would refuse a process
     assert "factory keygen" in str(e.value)
 
 
 def test_a_missing_public_key_file_is_one_clear_error(tmp_path):
     s = signer(tmp_path)
-    with pytest.raises(EnvironmentProblem, match="public key .*absent.pub not found"):
+    with pytest.raises(EnvironmentProblem, match=r"public key .*absent\.pub not found"):
         s.verify(f"127.0.0.1:5000/myorg/base@{DIGEST}", public_key=tmp_path / "absent.pub")
 
 
@@ -167,7 +168,8 @@ class ScriptedRunner(Runner):
 def retrying_signer(tmp_path, runner: Runner) -> Signer:
     key = tmp_path / "org.key"
     key.write_text("key")
-    (tmp_path / "factory.yaml").write_text(f"signing: {{key: {key}}}\nregistry_client: {{retries: 2, backoff_seconds: 0}}\n")
+    (tmp_path / "factory.yaml").write_text(f"signing: {{key: {key}}}\n"
+                                           "registry_client: {retries: 2, backoff_seconds: 0}\n")
     return Signer(config.load(tmp_path / "factory.yaml", environ={}), runner)
 
 

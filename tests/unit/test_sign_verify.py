@@ -46,7 +46,7 @@ def test_checks_that_ran_on_other_images_do_not_count():
 
 
 def test_a_failed_statement_names_its_failed_checks():
-    with pytest.raises(VerificationFailed, match="does not say passed .failed: config-user, config-user"):
+    with pytest.raises(VerificationFailed, match=r"does not say passed \(failed: config-user, config-user"):
         _conformance(Statements(conformance(INDEX, passed=False)), "r@" + A, INDEX, {})
 
 

@@ -21,7 +21,8 @@ def test_versions_in_matches_only_this_prefix_and_exact_form():
     assert versions_in(["a.b-v1.0.0", "aXb-v1.0.0"], "a.b") == [Version(1, 0, 0)]  # prefix is not a regex
 
 
-@pytest.mark.parametrize(("major", "minor", "expected"), [(1, 2, "1.2.2"), (1, 3, "1.3.1"), (1, 4, "1.4.0"), (3, 0, "3.0.0")])
+@pytest.mark.parametrize(("major", "minor", "expected"),
+                         [(1, 2, "1.2.2"), (1, 3, "1.3.1"), (1, 4, "1.4.0"), (3, 0, "3.0.0")])
 def test_next_version_comes_from_existing_tags(major, minor, expected):
     assert str(next_version(versions_in(TAGS, "py"), major, minor)) == expected
 
