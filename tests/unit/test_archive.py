@@ -303,7 +303,8 @@ def test_settings_from_factory_yaml(tmp_path):
     ({"timeout_seconds": 0}, "archives.timeout_seconds: "),
     ({"max_download_bytes": True}, "archives.max_download_bytes: "),
     ({"debian": {"keyring": "../outside.gpg"}}, "archives.debian.keyring: expected a path relative to the repository"),
-    ({"debian": {"keyring": "keys/../../outside.gpg"}}, "archives.debian.keyring: 'keys/../../outside.gpg' resolves to"),
+    ({"debian": {"keyring": "keys/../../outside.gpg"}},
+     "archives.debian.keyring: 'keys/../../outside.gpg' resolves to"),
     ({"alpine": {"keys_dir": "/etc/apk/keys"}}, "archives.alpine.keys_dir: "),
 ])
 def test_settings_errors_name_the_key(tmp_path, data, message):
