@@ -3,7 +3,7 @@
 The SBOMs are read only through ``Signer.verify_attestation``: an attestation whose signature does
 not verify is never read. Packages are compared by the key ``factory.sbom.packages`` gives them
 (the package name, or ``type/name`` where two ecosystems share a name). A version that differs is
-an upgrade or a downgrade by the dpkg ordering rules (``compare_versions``), which also order the
+an upgrade or a downgrade by the package manager's ordering rules (``compare_versions``), which also order the
 apk, PyPI and npm versions a base image carries well enough to say which way a change went.
 
 Used by `factory diff REF_A REF_B` and by the catalog's per-version changelog.
@@ -12,12 +12,12 @@ Used by `factory diff REF_A REF_B` and by the catalog's per-version changelog.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.archive import versions
 from factory.build import sbom
 from factory.core import labels
 from factory.core.errors import ImageNotFound
@@ -69,7 +69,7 @@ def diff_packages(old: Mapping[str, sbom.Package], new: Mapping[str, sbom.Packag
     upgraded, downgraded, unchanged = [], [], 0
     for key in sorted(old.keys() & new.keys()):
         before, after = old[key].version, new[key].version
-        order = compare_versions(before, after)
+        order = compare_versions(before, after, new[key].type)
         if order == 0:
             unchanged += 1
         elif order < 0:
@@ -84,62 +84,20 @@ def diff_sboms(old: Mapping[str, Any], new: Mapping[str, Any]) -> PackageDiff:
     return diff_packages(sbom.packages(old), sbom.packages(new))
 
 
-# --- version order (dpkg's algorithm: epoch, upstream version, revision) -------------------------
+# --- version order ------------------------------------------------------------------------------
 
-_EPOCH_RE = re.compile(r"^(\d+):(.*)$")
-
-
-def compare_versions(a: str, b: str) -> int:
-    """-1, 0 or 1 as ``a`` sorts before, equal to or after ``b`` (Debian policy 5.6.12).
-    Identical strings are equal; a version with no epoch has epoch 0."""
+def compare_versions(a: str, b: str, package_type: str = "deb") -> int:
+    """-1, 0 or 1 as ``a`` sorts before, equal to or after ``b``: apk packages by apk's order, every other
+    package by dpkg's (Debian policy 5.6.12), both through factory.archive.versions (python-debian and
+    univers). A string neither library reads as a version (a language package's "1.0 beta") is ordered
+    as text: the changelog still says it changed, and in which direction is only a guess."""
     if a == b:
         return 0
-    (epoch_a, upstream_a, rev_a), (epoch_b, upstream_b, rev_b) = _split(a), _split(b)
-    if epoch_a != epoch_b:
-        return -1 if epoch_a < epoch_b else 1
-    return _compare_part(upstream_a, upstream_b) or _compare_part(rev_a, rev_b)
-
-
-def _split(version: str) -> tuple[int, str, str]:
-    epoch, rest = 0, version
-    m = _EPOCH_RE.match(version)
-    if m:
-        epoch, rest = int(m[1]), m[2]
-    upstream, sep, revision = rest.rpartition("-")
-    return (epoch, upstream, revision) if sep else (epoch, rest, "")
-
-
-def _order(char: str) -> int:
-    # '~' sorts before everything, even the end of the string; letters before other characters.
-    if char == "~":
-        return -1
-    if char.isalpha():
-        return ord(char)
-    return ord(char) + 256
-
-
-def _compare_part(a: str, b: str) -> int:
-    """Alternate runs of non-digits (compared char by char with ``_order``) and digits (as numbers)."""
-    while a or b:
-        text_a, a = _leading(a, digits=False)
-        text_b, b = _leading(b, digits=False)
-        # Pad with "" so that the end of the string sorts after '~' and before anything else.
-        for ca, cb in zip(text_a.ljust(len(text_b), "\0"), text_b.ljust(len(text_a), "\0"), strict=True):
-            oa, ob = (0 if ca == "\0" else _order(ca)), (0 if cb == "\0" else _order(cb))
-            if oa != ob:
-                return -1 if oa < ob else 1
-        num_a, a = _leading(a, digits=True)
-        num_b, b = _leading(b, digits=True)
-        if int(num_a or 0) != int(num_b or 0):
-            return -1 if int(num_a or 0) < int(num_b or 0) else 1
-    return 0
-
-
-def _leading(text: str, *, digits: bool) -> tuple[str, str]:
-    i = 0
-    while i < len(text) and text[i].isdigit() == digits:
-        i += 1
-    return text[:i], text[i:]
+    distro = "alpine" if package_type == "apk" else "debian"
+    try:
+        return versions.compare(distro, a, b)
+    except versions.InvalidPackageVersion:
+        return -1 if a < b else 1
 
 
 # --- published images -------------------------------------------------------------------------

@@ -111,3 +111,14 @@ def test_json_output_is_the_diff_plus_both_sides():
     assert doc["upgraded"] == [{"name": "b", "old": "1.0", "new": "1.1"}]
     assert doc["old"]["ref"] == "r:old" and doc["new"]["platform"] == "linux/amd64"
     assert set(doc) == {"old", "new", "added", "removed", "upgraded", "downgraded", "unchanged"}
+
+
+def test_apk_packages_order_by_apk_rules():
+    # apk: _rc is a pre-release (before the release); dpkg's rules would put "1.0_rc1" after "1.0"
+    assert compare_versions("1.0_rc1-r0", "1.0-r0", "apk") == -1
+    assert compare_versions("1.0_rc1-r0", "1.0-r0", "deb") == 1
+
+
+def test_a_string_that_is_no_version_is_ordered_as_text_not_refused():
+    assert compare_versions("1.0 beta", "1.0 gamma", "pypi") == -1
+    assert compare_versions("1.0 beta", "1.0 beta", "pypi") == 0
