@@ -49,14 +49,10 @@ class Fix:
         return f"{self.package} {self.installed} -> {self.candidate} ({self.suite})"
 
 
-@dataclass(frozen=True)
-class Matched:
-    """What matching one platform's packages against its archive index found."""
+class ByKind:
+    """The security fixes and the other updates of something that holds ``fixes``."""
 
-    fixes: tuple[Fix, ...]  # by package name
-    not_in_archive: tuple[str, ...]  # installed packages the index has no version of
-    foreign: tuple[str, ...]  # name:arch of packages of another architecture (multiarch), not checked here
-    checked: int  # packages compared with the index
+    fixes: tuple[Fix, ...]
 
     @property
     def security(self) -> tuple[Fix, ...]:
@@ -65,6 +61,17 @@ class Matched:
     @property
     def updates(self) -> tuple[Fix, ...]:
         return tuple(f for f in self.fixes if f.kind == "update")
+
+
+@dataclass(frozen=True)
+class Matched(ByKind):
+    """What matching one platform's packages against its archive index found."""
+
+    fixes: tuple[Fix, ...]  # by package name
+    not_in_archive: tuple[str, ...]  # installed packages the index has no version of
+    foreign: tuple[str, ...]  # name:arch of packages of another architecture (multiarch), not checked here
+    checked: int  # packages compared with the index
+
 
 
 def pending_fixes(installed: Iterable[InstalledPackage], index: ArchiveIndex) -> Matched:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from factory.core.errors import FactoryError, FixesCheckFailed, FixesPending
-from factory.security.fixes import Fix
+from factory.security.fixes import ByKind, Fix
 
 Status = Literal["fixable", "upstream must rebuild", "error"]
 FIXABLE: Status = "fixable"
@@ -44,7 +44,7 @@ class SuiteRead:
 
 
 @dataclass(frozen=True)
-class FixesReport:
+class FixesReport(ByKind):
     """One platform of one published version of one image."""
 
     image: str  # the tag prefix: "debian-12-slim", "debian-12-slim-debug"
@@ -64,13 +64,6 @@ class FixesReport:
     note: str = ""
     error: str = ""
 
-    @property
-    def security(self) -> tuple[Fix, ...]:
-        return tuple(f for f in self.fixes if f.kind == "security")
-
-    @property
-    def updates(self) -> tuple[Fix, ...]:
-        return tuple(f for f in self.fixes if f.kind == "update")
 
     @property
     def where(self) -> str:
