@@ -14,7 +14,7 @@ import click
 
 from factory import __version__
 from factory.adapters import ci, gitinfo
-from factory.consume import changelog, site
+from factory.consume import changelog, freshness, site
 from factory.context import RunContext
 from factory.core import log, platforms
 from factory.core.errors import (
@@ -25,6 +25,7 @@ from factory.core.errors import (
     DoctorFailed,
     DriftFound,
     FactoryError,
+    FixesCheckFailed,
     ManifestError,
     NotVerified,
     Problem,
@@ -187,10 +188,13 @@ def merge(ctx: RunContext, name: str, digests: tuple[str, ...], report_path: Pat
 @pass_ctx
 def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: int | None, runners: tuple[str, ...],
          stats: bool) -> None:
-    """What must be built and why: new, upstream changed, parent changed, manifest changed, forced.
-    Informational: exits 0 whatever it finds."""
+    """What must be built and why: new, upstream changed, parent changed, manifest changed, security fixes,
+    forced. Informational: exits 0 whatever it finds (2 when a security-fixes check failed under require)."""
     labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
     result = pipeline.plan(ctx, names, force=force)
+    if fmt != "table":  # the other formats are read by tools: the notes go to stderr
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
     if fmt == "table":
         click.echo(plan_mod.table(result))
     elif fmt == "json":
@@ -204,6 +208,7 @@ def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: 
     log.get("plan").debug("registry requests", requests=requests)
     if stats:
         click.echo(f"registry requests: {requests}", err=True)
+    _unchecked(ctx, pipeline.unchecked_lines(result.fixes))
 
 
 @cli.command()
@@ -213,9 +218,16 @@ def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: 
 @pass_ctx
 def nightly(ctx: RunContext, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
     """drift --update --commit, render, plan, publish what changed (and everything built on it)."""
-    report = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
-    click.echo("\n".join(report.notes))
-    _end_of_run(report, report_path)
+    run = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
+    click.echo("\n".join(run.report.notes))
+    _end_of_run(run.report, report_path)
+    _unchecked(ctx, run.unchecked)
+
+
+def _unchecked(ctx: RunContext, lines: tuple[str, ...]) -> None:
+    """Security fixes that could not be checked are unknown, never "none pending": exit 2 under require."""
+    if lines and ctx.settings.policy.security_fixes == "require":
+        raise FixesCheckFailed(list(lines))
 
 
 @cli.command()
@@ -276,6 +288,8 @@ def verify(ctx: RunContext, ref: str, public_key: Path | None, identity: str | N
     signer = sign.Signer(ctx.settings, ctx.runner)
     manifests = verify_mod.local_manifests(ctx.settings)
     report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key, identity=keyless)
+    if report.conformance is not None:  # the record is read only from a conformance that verified
+        report.findings.append(freshness.finding(report))
     click.echo(report.render())
     if report.index_digest:
         click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
@@ -304,7 +318,7 @@ def catalog_cmd(ctx: RunContext, out_dir: Path, public_key: Path | None, referen
     """Write the catalog for app teams from the registry: every image, version and changelog."""
     signer = sign.Signer(ctx.settings, ctx.runner)
     result = site.build(ctx.settings, ctx.registry, signer, out_dir, today=date.today(), public_key=public_key,
-                        reference_platform=_platform(reference_platform))
+                        reference_platform=_platform(reference_platform), runner=ctx.runner)
     versions = sum(len(i.versions) for i in result.images)
     click.echo(f"catalog: {len(result.images)} images, {versions} versions -> {out_dir / 'index.html'}")
 

@@ -1,6 +1,7 @@
 """Inspect and gate a built image before it is pushed: layers and size against the base, the SBOM's
 licenses, and the vulnerability scan. Each gate returns its measurements and its findings; the
-publish pipeline fails the image on any error finding."""
+publish pipeline fails the image on any error finding. (The security-fixes gate reads archive indexes
+and lives with the security code, ``factory.security.gate``; it reports into the same ``GateReport``.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 from factory.build import sbom, scan
 from factory.build.buildx import BuiltImage
+from factory.build.imagetest import CheckResult
 from factory.core import log
 from factory.core.errors import Problem
 from factory.core.model import Manifest
@@ -37,6 +39,7 @@ class GateReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sboms: dict[str, Path] = field(default_factory=dict)  # platform -> CycloneDX file
+    checks: list[CheckResult] = field(default_factory=list)  # what the gates add to the conformance checks
 
 
 def base_image(registry: Registry, ref_text: str, platforms: Sequence[str]) -> BaseImage:

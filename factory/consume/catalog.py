@@ -24,12 +24,13 @@ from typing import Any
 import jsonschema
 
 from factory.build import gates, sbom
-from factory.consume import changelog
+from factory.consume import changelog, freshness
 from factory.core import log, versioning
 from factory.core.errors import EnvironmentProblem, RegistryError, VerificationFailed
 from factory.core.labels import (
     BASE_DIGEST_LABEL,
     BASE_NAME_LABEL,
+    CONFORMANCE_PREDICATE_TYPE,
     CREATED_LABEL,
     DEBUG,
     DESCRIPTION_LABEL,
@@ -39,9 +40,14 @@ from factory.core.labels import (
 )
 from factory.core.model import Manifest
 from factory.core.reference import Ref
+from factory.oci import registry as oci_registry
 from factory.oci.registry import Registry
+from factory.security.check import FixesChecker
+from factory.security.record import SecurityFixes
+from factory.security.report import ERROR, FixesReport
 from factory.spec import policy, schemas
 from factory.spec.config import Settings
+from factory.trust import sign
 from factory.trust.sign import Signer
 from factory.trust.verify import VerifyReport, cosign_commands
 
@@ -91,6 +97,8 @@ class PlatformEntry:
     base_layers: int | None
     overhead: int | None  # size - base_size
     packages: int | None  # from the verified SBOM attestation; None when none verified
+    security_pending: freshness.PendingNow  # security fixes pending when the catalog was built
+    security_applied: freshness.AppliedAtBuild  # what its build applied, from the verified conformance record
 
 
 @dataclass(frozen=True)
@@ -250,8 +258,10 @@ class Collector:
 
     def __init__(self, settings: Settings, registry_for: Callable[[str], Registry], signer: Signer,
                  manifests: Mapping[str, Manifest], *, today: date, public_key: Path | str | None = None,
-                 reference_platform: str = changelog.DEFAULT_PLATFORM, now: datetime | None = None) -> None:
+                 reference_platform: str = changelog.DEFAULT_PLATFORM, now: datetime | None = None,
+                 fixes: FixesChecker | None = None) -> None:
         self.settings = settings
+        self.fixes = fixes  # None: policy.security_fixes is off, pending fixes are not checked
         self.registry_for = registry_for
         self.registry = registry_for(settings.registry)
         self.signer = signer
@@ -352,7 +362,7 @@ class Collector:
                  pointers: Mapping[str, tuple[str, ...]]) -> _Read:
         repo, target = self.settings.repository, self.settings.target
         tag = versioning.immutable_tag(prefix, version)
-        index_digest, platform_digests = changelog.platform_digests(self.registry, repo, tag)
+        index_digest, platform_digests = oci_registry.platform_digests(self.registry, repo, tag)
         manifests = {p: json.loads(self.registry.get_manifest(repo, d)[0]) for p, d in platform_digests.items()}
         first = next(iter(manifests.values()))
         labels = (json.loads(self.registry.get_blob(repo, first["config"]["digest"])).get("config") or {}) \
@@ -362,15 +372,21 @@ class Collector:
         base_sizes = self._base_sizes(base, sorted(manifests), notes)
         platforms: list[PlatformEntry] = []
         packages: dict[str, Mapping[str, sbom.Package] | None] = {}
+        recorded = self._security_record(f"{target}@{index_digest}", notes)
         for platform, doc in sorted(manifests.items()):
             size = doc["config"]["size"] + sum(layer["size"] for layer in doc.get("layers", []))
-            found = packages[platform] = self._packages(f"{target}@{platform_digests[platform]}", platform, notes)
+            document = self._sbom(f"{target}@{platform_digests[platform]}", platform, notes)
+            found = packages[platform] = None if document is None else sbom.packages(document)
             base_size = base_sizes.size.get(platform) if base_sizes else None
+            where = FixesReport(prefix, str(version), tag, index_digest, platform, platform_digests[platform], ERROR)
             platforms.append(PlatformEntry(
                 platform=platform, digest=platform_digests[platform], size=size, layers=len(doc.get("layers", [])),
                 base_size=base_size, base_layers=base_sizes.layers.get(platform) if base_sizes else None,
                 overhead=overhead(size, base_size),
-                packages=None if found is None else len(found)))
+                packages=None if found is None else len(found),
+                security_pending=self._pending(prefix, labels, where, document),
+                security_applied=recorded if isinstance(recorded, freshness.AppliedAtBuild)
+                else freshness.applied_at_build(recorded, platform)))
         entry = VersionEntry(
             version=str(version), tag=tag, digest=index_digest, created=labels.get(CREATED_LABEL, ""),
             tags=pointers.get(index_digest, ()), signed=self._signed(f"{target}@{index_digest}", notes),
@@ -408,12 +424,37 @@ class Collector:
             notes.append(e.message)
             return False
 
-    def _packages(self, ref: str, platform: str, notes: list[str]) -> Mapping[str, sbom.Package] | None:
+    def _sbom(self, ref: str, platform: str, notes: list[str]) -> Mapping[str, Any] | None:
         try:
-            return sbom.packages(changelog.verified_sbom(self.signer, ref, self.public_key))
+            return sign.verified_sbom(self.signer, ref, self.public_key)
         except VerificationFailed as e:
             notes.append(f"{platform}: {e.message}")
             return None
+
+    def _pending(self, prefix: str, labels: Mapping[str, str], where: FixesReport,
+                 document: Mapping[str, Any] | None) -> freshness.PendingNow:
+        """The security fixes pending now in this platform, from its verified SBOM (never "none" when unknown)."""
+        variant = labels.get(VARIANT_LABEL, PROD)
+        m = self.manifests.get(prefix.removesuffix(versioning.DEBUG_SUFFIX) if variant == DEBUG else prefix)
+        if self.fixes is None:
+            return freshness.pending_now(None, "policy.security_fixes is off")
+        if m is None:
+            return freshness.pending_now(None, "no local manifest: the distro release is not known")
+        if document is None:
+            return freshness.pending_now(None, "no verified SBOM attestation")
+        return freshness.pending_now(self.fixes.match_verified(m, where, document))
+
+    def _security_record(self, ref: str, notes: list[str]) -> SecurityFixes | freshness.AppliedAtBuild:
+        """The ``securityFixes`` record of the version's verified conformance attestation; "not recorded"
+        when it has none; an entry that says why when none verifies or the record is malformed."""
+        try:
+            statements = self.signer.verify_attestation(ref, CONFORMANCE_PREDICATE_TYPE, public_key=self.public_key)
+            found = freshness.parse_record(statements[-1].get("predicate") or {})
+        except (VerificationFailed, ValueError) as e:
+            message = e.message if isinstance(e, VerificationFailed) else str(e)
+            notes.append(f"security fixes applied: not read: {message}")
+            return freshness.AppliedAtBuild(False, note=f"not read: {message}")
+        return freshness.NOT_RECORDED if found is None else found
 
     def _eol(self, m: Manifest | None) -> Eol:
         if m is None:
@@ -462,6 +503,6 @@ def _ordered(entries: list[ImageEntry]) -> list[ImageEntry]:
 
 def collect(settings: Settings, registry_for: Callable[[str], Registry], signer: Signer,
             manifests: Mapping[str, Manifest], *, today: date, public_key: Path | str | None = None,
-            now: datetime | None = None) -> SiteCatalog:
+            now: datetime | None = None, fixes: FixesChecker | None = None) -> SiteCatalog:
     return Collector(settings, registry_for, signer, manifests, today=today, public_key=public_key,
-                     now=now).collect()
+                     now=now, fixes=fixes).collect()

@@ -19,11 +19,10 @@ from typing import Any
 
 from factory.archive import versions
 from factory.build import sbom
-from factory.core import labels
 from factory.core.errors import ImageNotFound
 from factory.core.reference import Ref
-from factory.oci.layout import INDEX_TYPES, platform_string
-from factory.oci.registry import Registry
+from factory.oci.registry import Registry, platform_digests
+from factory.trust import sign
 from factory.trust.sign import Signing
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -114,26 +113,6 @@ class PlatformSbom:
     sbom: Mapping[str, Any]
 
 
-def platform_digests(registry: Registry, repository: str, reference: str) -> tuple[str, dict[str, str]]:
-    """(digest of ``reference``, platform -> manifest digest). A single-platform image maps its own
-    platform (read from its config) to its own digest."""
-    raw, media_type, digest = registry.get_manifest(repository, reference)
-    doc = json.loads(raw)
-    if media_type in INDEX_TYPES or "manifests" in doc:
-        return digest, {platform_string(d["platform"]): d["digest"] for d in doc.get("manifests", [])
-                        if d.get("platform") and d["platform"].get("os") != "unknown"}
-    config = json.loads(registry.get_blob(repository, doc["config"]["digest"]))
-    return digest, {platform_string(config): digest}
-
-
-def verified_sbom(signer: Signing, ref: str, public_key: Path | str | None = None) -> Mapping[str, Any]:
-    """The CycloneDX document of the newest verified SBOM attestation on ``ref`` (by digest).
-    Raises ``VerificationFailed`` when none verifies."""
-    statements = signer.verify_attestation(ref, labels.CYCLONEDX, public_key=public_key)
-    document: Mapping[str, Any] = statements[-1].get("predicate") or {}
-    return document
-
-
 def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], Registry], signer: Signing, *,
                    public_key: Path | None = None) -> PlatformSbom:
     """Resolve a tag or digest to ``platform``'s image and read its verified SBOM attestation."""
@@ -146,7 +125,7 @@ def published_sbom(ref_text: str, platform: str, registry_for: Callable[[str], R
         raise ImageNotFound(f"{ref_text} has no {platform} image",
                             hint=f"its platforms: {', '.join(sorted(platforms)) or 'none'}; pass --platform")
     digest = platforms[platform]
-    document = verified_sbom(signer, f"{ref.registry}/{ref.repository}@{digest}", public_key)
+    document = sign.verified_sbom(signer, f"{ref.registry}/{ref.repository}@{digest}", public_key)
     return PlatformSbom(ref_text, index_digest, platform, digest, document)
 
 

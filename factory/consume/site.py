@@ -22,12 +22,16 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import jinja2
+import requests
 
+from factory.adapters.tools import Runner
+from factory.archive.fetch import Archives
 from factory.consume import catalog as catalog_mod
 from factory.consume.catalog import SITE_PUBLIC_KEY, SiteCatalog
 from factory.core import log
 from factory.core.model import Manifest
 from factory.oci.registry import Registry
+from factory.security.check import FixesChecker
 from factory.spec import manifest
 from factory.spec.config import Settings
 from factory.trust.sign import Signer
@@ -74,11 +78,19 @@ def _environment() -> jinja2.Environment:
 
 
 def build(settings: Settings, registry_for: Callable[[str], Registry], signer: Signer, out: Path, *, today: date,
-          public_key: Path | None, reference_platform: str) -> SiteCatalog:
-    """Read every image, version and changelog from the registry, and write the site into ``out``."""
-    collector = catalog_mod.Collector(settings, registry_for, signer, _manifests(settings), today=today,
-                                      public_key=public_key, reference_platform=reference_platform)
-    result = collector.collect()
+          public_key: Path | None, reference_platform: str, runner: Runner | None = None) -> SiteCatalog:
+    """Read every image, version and changelog from the registry, and write the site into ``out``. With
+    ``runner`` and policy.security_fixes not off, the security fixes pending in each version and platform
+    are checked against the archive indexes (each read once for the whole catalog)."""
+    manifests = _manifests(settings)
+    with requests.Session() as session:
+        fixes = None
+        if runner is not None and settings.policy.security_fixes != "off":
+            fixes = FixesChecker(settings, registry_for, signer, manifests,
+                                 Archives(settings.archives, session, runner), public_key=public_key)
+        collector = catalog_mod.Collector(settings, registry_for, signer, manifests, today=today,
+                                          public_key=public_key, reference_platform=reference_platform, fixes=fixes)
+        result = collector.collect()
     write(result, out, public_key_file=collector.key_file)
     return result
 

@@ -13,20 +13,24 @@ can refuse to move an existing tag (the immutable-tag guard).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlparse
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from typing_extensions import Buffer
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
@@ -48,6 +52,7 @@ from factory.oci.layout import (
     platform_string,
     sha256_digest,
 )
+from factory.oci.rootfs import LayerOpener
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key `docker login` writes for Docker Hub
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -210,6 +215,32 @@ class PushResult:
     bytes: int  # bytes uploaded (skipped blobs not counted)
 
 
+_STREAM_CHUNK = 1 << 20
+
+
+class _BoundedBody(io.RawIOBase):
+    """A streamed response body as a raw stream: at most ``limit`` bytes, transport failures typed."""
+
+    def __init__(self, resp: requests.Response, limit: int, url: str) -> None:
+        super().__init__()
+        self._raw, self._limit, self._url, self._read = resp.raw, limit, url, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._raw.read(min(len(view), self._limit - self._read + 1), decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise RegistryUnreachable(f"blob download broke off: {_reason(e)}", method="GET", url=self._url) from None
+        self._read += len(data)
+        if self._read > self._limit:
+            raise RegistryError(f"blob is longer than the {self._limit} bytes expected", method="GET", url=self._url)
+        view[: len(data)] = data
+        return len(data)
+
+
 class _Retry(Retry):
     """urllib3's Retry with Retry-After capped: a registry asking for an hour must not stall a night."""
 
@@ -321,6 +352,25 @@ class Registry:
         if sha256_digest(data) != digest:
             raise RegistryError(f"blob content does not match {digest}", method="GET", url=self.base + url)
         return data
+
+    @contextmanager
+    def open_blob(self, repo: str, digest: str, *, max_bytes: int) -> Iterator[BinaryIO]:
+        """One blob as a stream, read as it arrives and never more than ``max_bytes`` (a larger Content-Length
+        is refused before reading). The reader checks the digest of what it read (``factory.oci.rootfs``
+        does, to the end of every layer)."""
+        url = f"/v2/{repo}/blobs/{digest}"
+        resp = self._request("GET", url, scope=repository_scope(repo, push=False), stream=True)
+        with resp:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise RegistryError(f"blob {digest} is {declared} bytes, more than the {max_bytes} expected",
+                                    method="GET", url=self.base + url)
+            yield io.BufferedReader(_BoundedBody(resp, max_bytes, self.base + url), _STREAM_CHUNK)
+
+    def layer_opener(self, repo: str) -> LayerOpener:
+        """``factory.oci.rootfs``'s opener for the layers of an image in ``repo``: each blob bounded by the
+        size its descriptor gives."""
+        return lambda layer: self.open_blob(repo, layer.digest, max_bytes=layer.size)
 
     def push_blob(self, repo: str, digest: str, data_or_path: bytes | Path) -> bool:
         """Upload one blob (monolithic POST + PUT); False when the registry already had it."""
@@ -620,3 +670,15 @@ def ping(host: str, *, insecure: bool = False, timeout: float = 5.0) -> str | No
     if resp.status_code in (200, 401):
         return None
     return f"/v2/ answered HTTP {resp.status_code}"
+
+
+def platform_digests(registry: Registry, repo: str, reference: str) -> tuple[str, dict[str, str]]:
+    """(digest of ``reference``, platform -> manifest digest), BuildKit's attestation entries skipped.
+    A single-platform image maps its own platform (read from its config) to its own digest."""
+    raw, media_type, digest = registry.get_manifest(repo, reference)
+    doc = json.loads(raw)
+    if media_type in INDEX_TYPES or "manifests" in doc:
+        return digest, {platform_string(d["platform"]): d["digest"] for d in doc.get("manifests", [])
+                        if d.get("platform") and d["platform"].get("os") != "unknown"}
+    config = json.loads(registry.get_blob(repo, doc["config"]["digest"]))
+    return digest, {platform_string(config): digest}

@@ -3,11 +3,12 @@ nothing; `factory merge` then checks every platform image before it makes the in
 
 Merge trusts nothing a job says: each platform image must be in the registry, carry this version
 and fingerprint in its labels, and have a verified signature, SBOM attestation and passing
-conformance attestation."""
+conformance attestation. The security-fixes records of the platform jobs' conformance attestations
+become the merged index's record."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from factory.build.imagetest import CheckResult
@@ -15,6 +16,8 @@ from factory.core import labels, versioning
 from factory.core.errors import StepFailed
 from factory.core.model import Manifest
 from factory.publish.destination import Destination
+from factory.security.record import KEY as record_key
+from factory.security.record import Policy, SecurityFixes
 from factory.trust.sign import Signing
 
 
@@ -34,13 +37,26 @@ def check_digests(m: Manifest, digests: Mapping[str, str]) -> None:
 
 
 def verified_checks(m: Manifest, digests: Mapping[str, str], fingerprint: str, version: versioning.Version,
-                    dest: Destination, signer: Signing) -> list[CheckResult]:
-    """The checks each platform image passed, read from its verified conformance attestation."""
+                    dest: Destination, signer: Signing) -> tuple[list[CheckResult], SecurityFixes | None]:
+    """The checks each platform image passed, read from its verified conformance attestation, and the
+    security-fixes records of those attestations made one (None when no platform job recorded one)."""
     checks: list[CheckResult] = []
+    records: list[SecurityFixes] = []
     for platform, digest in sorted(digests.items()):
         _check_labels(m, platform, digest, fingerprint, version, dest)
-        checks += _verified_platform_checks(m, platform, digest, dest, signer)
-    return checks
+        found, record = _verified_platform_checks(m, platform, digest, dest, signer)
+        checks += found
+        records += [record] if record else []
+    return checks, merged_record(records)
+
+
+def merged_record(records: Sequence[SecurityFixes]) -> SecurityFixes | None:
+    """The platform jobs' records as one: every platform, the strictest policy, the latest check time."""
+    if not records:
+        return None
+    policy: Policy = "require" if any(r.policy == "require" for r in records) else "warn"
+    platforms = {p: f for r in records for p, f in r.platforms.items()}
+    return SecurityFixes(policy, max(r.checked for r in records), platforms)
 
 
 def _check_labels(m: Manifest, platform: str, digest: str, fingerprint: str, version: versioning.Version,
@@ -60,7 +76,7 @@ def _check_labels(m: Manifest, platform: str, digest: str, fingerprint: str, ver
 
 
 def _verified_platform_checks(m: Manifest, platform: str, digest: str, dest: Destination,
-                              signer: Signing) -> list[CheckResult]:
+                              signer: Signing) -> tuple[list[CheckResult], SecurityFixes | None]:
     ref = dest.by_digest(digest)
     signer.verify(ref)
     signer.verify_attestation(ref, labels.CYCLONEDX)
@@ -68,4 +84,9 @@ def _verified_platform_checks(m: Manifest, platform: str, digest: str, dest: Des
     result: dict[str, Any] = statement["predicate"]["platforms"].get(platform, {})
     if not result.get("passed"):
         raise StepFailed(m.name, "merge", f"{digest} did not pass its checks", platform=platform)
-    return [CheckResult(c["name"], platform, digest, c["passed"], c["detail"]) for c in result["checks"]]
+    checks = [CheckResult(c["name"], platform, digest, c["passed"], c["detail"]) for c in result["checks"]]
+    recorded = statement["predicate"].get(record_key)
+    try:
+        return checks, SecurityFixes.from_json(recorded) if recorded is not None else None
+    except ValueError as e:
+        raise StepFailed(m.name, "merge", f"{digest}: {e}", platform=platform) from None

@@ -1,18 +1,36 @@
 """What a version is built from: the base image resolved to a digest (and checked), the fingerprint
-of every input, and the build arguments that write them into the image's labels."""
+of every input, and the build arguments that write them into the image's labels.
+
+And the security fixes the org layer applies (``base_fixes``): before the build of an apt or apk image
+(policy.security_fixes not off), the base image's own package database is read from its layers on each
+platform and matched against the release's archive index; the packages with a security fix pending become
+the build argument SECURITY_FIXES, and a hardening-only image gets ORG_LAYER=run (its one added layer is then
+a RUN that upgrades them, not the COPY). Neither is an input of the fingerprint: the plan cannot know them,
+and the same committed context on the same base is the same version's build. A base without a package
+database (busybox-like, scratch) costs no archive request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.adapters.gitinfo import Revision
 from factory.core import labels, versioning
 from factory.core.errors import StepFailed
 from factory.core.model import Manifest
-from factory.oci.registry import Registry
+from factory.core.reference import Ref
+from factory.oci import rootfs
+from factory.oci.registry import Registry, platform_digests
 from factory.publish.destination import Destination
 from factory.render import plan
+from factory.render.contexts import applies_fixes, fixes_build_args
+from factory.security.check import IndexSource, release_of
+from factory.security.fixes import Fix, pending_fixes
+from factory.security.installed import PACKAGE_DATABASES, InstalledPackage, package_database
+from factory.spec.config import Settings
 from factory.spec.manifest import ManifestSet
 from factory.trust.sign import Signing
 
@@ -76,3 +94,58 @@ def build_args(revision: Revision, version: versioning.Version, fp: str, base_re
         "BASE_REF": base_ref,
         "BASE_DIGEST": base_digest,
     }
+
+
+# --- security fixes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseFixes:
+    """What the org layer upgrades: per platform the base image's security fixes, and the build arguments
+    that name them. Empty when fixes do not apply (policy off, no shell, no package database)."""
+
+    fixes: Mapping[str, tuple[Fix, ...]] = field(default_factory=dict)  # platform -> the base's security fixes
+    args: Mapping[str, str] = field(default_factory=dict)  # ARCHIVE_SUITES, SECURITY_FIXES (ORG_LAYER=run)
+
+
+def base_fixes(m: Manifest, settings: Settings, registry_for: Callable[[str], Registry], base_ref: str,
+               base_digest: str, archives: IndexSource) -> BaseFixes:
+    """The base's pending security fixes on each of ``m``'s platforms, and SECURITY_FIXES/ORG_LAYER."""
+    if not fixes_apply(m, settings):
+        return BaseFixes()
+    release = release_of(m, {}, {})
+    if release is None:
+        raise StepFailed(m.name, "security fixes", f"cannot tell the {m.distro} release whose archive fixes the base",
+                         hint="set `release` in the manifest, or policy.security_fixes: off")
+    ref = Ref.parse(base_ref)
+    registry = registry_for(ref.registry)
+    _, manifests = platform_digests(registry, ref.repository, base_digest)
+    found: dict[str, tuple[Fix, ...]] = {}
+    for platform in (str(p) for p in m.platforms):
+        installed = base_packages(registry, ref.repository, manifests[platform], release.distro)
+        if installed:  # no package database: nothing to upgrade, and no archive is read for it
+            index = archives.index_for(release.distro, release.codename, platform)
+            found[platform] = pending_fixes(installed, index).security
+    return BaseFixes(found, fix_args(m, found))
+
+
+def fixes_apply(m: Manifest, settings: Settings) -> bool:
+    """Whether ``m``'s org layer applies security fixes: what the renderer decided (an apt or apk image,
+    policy.security_fixes not off), read from the one place that decides it."""
+    return applies_fixes(m, settings)
+
+
+def base_packages(registry: Registry, repository: str, manifest_digest: str,
+                  distro: str) -> tuple[InstalledPackage, ...]:
+    """The packages the package database in one platform image's layers lists; () when it has none."""
+    manifest = json.loads(registry.get_manifest(repository, manifest_digest)[0])
+    content = rootfs.read_file(rootfs.layers_of(manifest), registry.layer_opener(repository),
+                               PACKAGE_DATABASES[distro])
+    return package_database(distro, content) if content is not None else ()
+
+
+def fix_args(m: Manifest, fixes: Mapping[str, Sequence[Fix]]) -> dict[str, str]:
+    """The build args of the base's security fixes: the renderer's contract (fixes_build_args) with the sorted
+    union over the platforms of the packages with a security fix (one not installed on a platform is skipped
+    there by apt's --only-upgrade)."""
+    return fixes_build_args(m, (f.package for found in fixes.values() for f in found if f.kind == "security"))

@@ -1,5 +1,5 @@
 """Assemble a publish run from the invocation: load and check manifests, pick the stage
-implementations (signer, SBOM generator, scanner), and hand over to ``factory.publish``.
+implementations (signer, SBOM generator, scanner), and hand over to ``publish.publisher``.
 The CLI calls this; tests can call it with their own context."""
 
 from __future__ import annotations
@@ -7,11 +7,15 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import requests
+
 from factory.adapters import ci, gitinfo
 from factory.adapters.tools import INSTALL_HINT
+from factory.archive.fetch import Archives
 from factory.build import sbom, scan
 from factory.context import RunContext
 from factory.core import log
@@ -22,11 +26,13 @@ from factory.core.errors import (
     UsageError,
 )
 from factory.ops import drift
+from factory.publish import current
 from factory.publish.publisher import Publisher
 from factory.publish.report import RunReport, markdown_summary, utc_now
 from factory.publish.stages import Stages
 from factory.render import contexts as render
 from factory.render import plan as planning
+from factory.security.check import FixesChecker
 from factory.spec import manifest, policy
 from factory.spec.config import Settings
 from factory.spec.manifest import ManifestSet
@@ -40,50 +46,106 @@ def publish(ctx: RunContext, names: Sequence[str], *, all_: bool = False, force:
     manifests = _checked_manifests(ctx.settings)
     selected = [m.name for m in manifests.ordered()] if all_ else list(names)
     _known(manifests, selected)
-    publisher = _publisher(ctx, manifests, force, scan_report)
-    return _finished(publisher, publisher.publish(selected, only_platform=only_platform))
+    with requests.Session() as session:
+        publisher = _publisher(ctx, manifests, force, scan_report, security_check(ctx, manifests, session))
+        return _finished(publisher, publisher.publish(selected, only_platform=only_platform))
 
 
 def merge(ctx: RunContext, name: str, digests: Mapping[str, str], *, force: bool = False) -> RunReport:
     manifests = _checked_manifests(ctx.settings)
     _known(manifests, [name])
-    publisher = _publisher(ctx, manifests, force, None)
-    return _finished(publisher, publisher.merge(name, digests))
+    with requests.Session() as session:
+        publisher = _publisher(ctx, manifests, force, None, security_check(ctx, manifests, session))
+        return _finished(publisher, publisher.merge(name, digests))
 
 
-def nightly(ctx: RunContext, *, branch: str | None = None, commit: bool = True) -> RunReport:
-    """drift --update --commit, render what the bumps changed, plan, publish what the plan says.
-    When nothing drifted and nothing changed it builds nothing: the run is only digest look-ups."""
+@dataclass
+class Nightly:
+    """What a nightly did: the publish report (its notes say why each image was built, and with which
+    security fixes), and the fixes checks that failed (their images' fixes are unknown)."""
+
+    report: RunReport
+    unchecked: tuple[str, ...] = ()
+
+
+def nightly(ctx: RunContext, *, branch: str | None = None, commit: bool = True) -> Nightly:
+    """Check the current versions' security fixes, drift --update --commit, render what the bumps changed,
+    plan, publish what the plan says. When nothing drifted, nothing changed and no security fix is
+    pending it builds nothing: the run is digest look-ups, SBOM verifications and the archive indexes."""
     settings = ctx.settings
     notes: list[str] = []
-    bumped = drift.run(manifest.load_all(settings), ctx.registry, update=True, commit=commit, branch=branch,
-                       repo_root=settings.root)
-    notes += [drift.commit_message(d) for d in bumped.updated]
-    if bumped.updated:
-        manifests = manifest.load_all(settings)  # re-read: the digests changed
-        written = render.write_all(manifests, settings)
-        if commit and written:
-            names = ", ".join(d.name for d in bumped.updated)
-            gitinfo.commit(settings.root, [settings.images_dir], f"images: render after upstream bumps ({names})")
-    manifests = _checked_manifests(settings)
-    planned = planning.make_plan(manifests, settings, ctx.registry)
-    to_build = [p.name for p in planned.to_build()]
-    notes += [f"plan: {p.name}: {', '.join(p.reasons)}" for p in planned.to_build()]
-    if not to_build:
-        log.get("nightly").info("nothing drifted and nothing changed: no builds")
-        notes.append("nothing drifted and nothing changed: no builds")
-        report = RunReport(run_id="nightly", started=utc_now(), finished=utc_now(), notes=notes)
-        ci.summary(markdown_summary(report))
-        return report
-    publisher = _publisher(ctx, manifests, False, None)
-    report = publisher.publish(to_build)
-    report.notes = notes
-    return _finished(publisher, report)
+    with requests.Session() as session:
+        security = security_check(ctx, manifest.load_all(settings), session)
+        fixes = security.check() if security else {}
+        bumped = drift.run(manifest.load_all(settings), ctx.registry, update=True, commit=commit, branch=branch,
+                           repo_root=settings.root)
+        notes += [drift.commit_message(d) for d in bumped.updated]
+        if bumped.updated:
+            manifests = manifest.load_all(settings)  # re-read: the digests changed
+            written = render.write_all(manifests, settings)
+            if commit and written:
+                names = [d.name for d in bumped.updated]
+                gitinfo.commit(settings.root, [settings.images_dir], render_commit_message(names, fixes))
+        manifests = _checked_manifests(settings)
+        planned = planning.make_plan(manifests, settings, ctx.registry, fixes=fixes)
+        notes += plan_notes(planned)
+        unchecked = unchecked_lines(fixes)
+        if not planned.to_build():
+            log.get("nightly").info("nothing drifted, nothing changed, no security fix pending: no builds")
+            notes.append("nothing drifted, nothing changed and no security fix pending: no builds")
+            report = RunReport(run_id="nightly", started=utc_now(), finished=utc_now(), notes=notes)
+            ci.summary(markdown_summary(report))
+            return Nightly(report, unchecked)
+        publisher = _publisher(ctx, manifests, False, None, security)
+        report = publisher.publish([p.name for p in planned.to_build()])
+        report.notes = notes
+        return Nightly(_finished(publisher, report), unchecked)
+
+
+def plan_notes(planned: planning.Plan) -> list[str]:
+    """One line per image to build with its reasons, the security fixes a rebuild applies (package old ->
+    new, suite), then the plan's own notes (fixes only an upstream brings, checks that failed)."""
+    notes = []
+    for p in planned.to_build():
+        notes.append(f"plan: {p.name}: {', '.join(p.reasons)}")
+        if p.security_fixes:
+            notes.append(fixes_line(p.name, p.current_version, p.security_fixes))
+    return notes + [f"note: {n}" for n in planned.notes]
+
+
+def fixes_line(name: str, version: str | None, fixes: Sequence[planning.PendingFix]) -> str:
+    """"security fixes for base (pending in 1.0.0): apt 2.6.1 -> 2.6.2 (bookworm-security), ..."."""
+    return f"security fixes for {name} (pending in {version}): {', '.join(map(str, fixes))}"
+
+
+def render_commit_message(names: Sequence[str], fixes: Mapping[str, planning.ImageFixes]) -> str:
+    """The nightly's render commit: the images bumped, and the security fixes pending in their current
+    versions (which the rebuild on the new upstream brings, if the upstream has not already)."""
+    subject = f"images: render after upstream bumps ({', '.join(names)})"
+    lines = [fixes_line(n, fixes[n].version, fixes[n].fixable) for n in names if n in fixes and fixes[n].fixable]
+    return subject + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+def unchecked_lines(fixes: Mapping[str, planning.ImageFixes]) -> tuple[str, ...]:
+    return tuple(e for f in fixes.values() for e in f.errors)
+
+
+def security_check(ctx: RunContext, manifests: ManifestSet, session: requests.Session) -> current.SecurityCheck | None:
+    """The run's security check (one ``Archives`` on ``session``: each index read once); None when
+    policy.security_fixes is off (then nothing is checked, and a publish builds exactly as before)."""
+    settings = ctx.settings
+    if settings.policy.security_fixes == "off":
+        return None
+    archives = Archives(settings.archives, session, ctx.runner)
+    checker = FixesChecker(settings, ctx.registry, sign.Signer(settings, ctx.runner), manifests, archives)
+    return current.SecurityCheck(checker, settings.policy.security_fixes)
 
 
 def plan(ctx: RunContext, names: Sequence[str], *, force: bool = False) -> planning.Plan:
     """What `factory publish` would build now, and why. It fingerprints the committed contexts, as
-    publish does: stale ones are planned with a warning (publish refuses them)."""
+    publish does: stale ones are planned with a warning (publish refuses them). With
+    policy.security_fixes require or warn it also checks the current versions' pending security fixes
+    (their verified SBOMs against the archive indexes), as publish does."""
     manifests = manifest.load_all(ctx.settings)
     render.select(manifests, names)  # an unknown name is a usage error with a hint
     stale = render.check(manifests, ctx.settings)
@@ -91,7 +153,12 @@ def plan(ctx: RunContext, names: Sequence[str], *, force: bool = False) -> plann
         log.get("plan").warning("images/ is not what the manifests render: this plans the committed contexts, "
                                 "and publish refuses until you run `factory render`",
                                 stale_files=render.stale_files(stale))
-    return planning.make_plan(manifests, ctx.settings, ctx.registry, names, force=force)
+    with requests.Session() as session:
+        security = security_check(ctx, manifests, session)
+        in_scope = [m.name for m in manifests.ordered()
+                    if not names or m.name in names or any(a.name in names for a in manifests.ancestors(m.name))]
+        fixes = security.check(in_scope) if security else {}
+    return planning.make_plan(manifests, ctx.settings, ctx.registry, names, force=force, fixes=fixes)
 
 
 def _checked_manifests(settings: Settings) -> ManifestSet:
@@ -110,9 +177,10 @@ def _known(manifests: ManifestSet, names: Sequence[str]) -> None:
         raise UsageError(f"no manifest named {', '.join(unknown)}; known: {', '.join(sorted(manifests))}")
 
 
-def _publisher(ctx: RunContext, manifests: ManifestSet, force: bool, scan_report: Path | None) -> Publisher:
+def _publisher(ctx: RunContext, manifests: ManifestSet, force: bool, scan_report: Path | None,
+               security: current.SecurityCheck | None = None) -> Publisher:
     return Publisher(ctx.settings, manifests, ctx.docker, stages(ctx, scan_report), gitinfo.revision(ctx.settings.root),
-                     ctx.registry, workdir=workdir(ctx.settings), force=force)
+                     ctx.registry, workdir=workdir(ctx.settings), force=force, security=security)
 
 
 def _finished(publisher: Publisher, report: RunReport) -> RunReport:

@@ -26,10 +26,13 @@ from functools import partial
 from pathlib import Path
 
 import filelock
+import requests
 
 from factory.adapters import ci
 from factory.adapters.docker import Docker
 from factory.adapters.gitinfo import Revision
+from factory.adapters.tools import Runner
+from factory.archive.fetch import Archives
 from factory.core import labels, log, versioning
 from factory.core.errors import StepFailed
 from factory.core.model import Manifest
@@ -42,6 +45,7 @@ from factory.publish.report import STOPPED, ImageResult, RunReport, VariantResul
 from factory.publish.stages import Stages
 from factory.publish.steps import step
 from factory.publish.variant import Inputs, VariantBuilder
+from factory.security.check import IndexSource
 from factory.spec.config import Settings
 from factory.spec.manifest import ManifestSet
 
@@ -67,8 +71,10 @@ class Prepared:
 
 class Publisher:
     def __init__(self, settings: Settings, manifests: ManifestSet, docker: Docker, stages: Stages, revision: Revision,
-                 registry_for: Callable[[str], Registry], *, workdir: Path, force: bool = False) -> None:
+                 registry_for: Callable[[str], Registry], *, workdir: Path, force: bool = False,
+                 security: current.SecurityCheck | None = None) -> None:
         self.settings = settings
+        self.security = security  # None: policy.security_fixes is off, a current version's fixes are not checked
         self.manifests = manifests
         self.stages = stages
         self.revision = revision
@@ -79,8 +85,9 @@ class Publisher:
         self.target = registry_for(settings.registry)
         self.dest = Destination.of(settings, self.target)
         self.attestor = Attestor(stages.signer, self.dest, revision, self.run_id)
+        self.archives = run_archives(settings, security)
         self.variants = VariantBuilder(settings, docker, stages, revision, self.dest, registry_for, self.attestor,
-                                       workdir)
+                                       workdir, self.archives)
         self.log = log.get("publish")
 
     # --- the run ------------------------------------------------------------------------------
@@ -97,6 +104,7 @@ class Publisher:
                 results[m.name] = self._unless_parent_broke(m, results, action)
                 report.images.append(results[m.name])
         report.finished = utc_now()
+        report.archives = archive_stats(self.archives)
         return report
 
     def merge(self, name: str, digests: Mapping[str, str]) -> RunReport:
@@ -152,7 +160,7 @@ class Publisher:
             existing = tags.versions_of(self.dest, m.name)
             now = versioning.latest(existing, m.major, m.minor)
             up_to_date = now is not None and not self.force and current.is_current(
-                self.dest, self.stages.signer, m.name, now, fp)
+                self.dest, self.stages.signer, m.name, now, fp, self.security)
         if now is not None and up_to_date:
             result.status = "up-to-date"
             result.prod = current.current_result(self.dest, m.name, now, fp)
@@ -185,8 +193,8 @@ class Publisher:
         if prep is None:
             return
         with step(result, "merge"):
-            checks = fanout.verified_checks(m, digests, prep.fingerprint, prep.version, self.dest,
-                                            self.stages.signer)
+            checks, security = fanout.verified_checks(m, digests, prep.fingerprint, prep.version, self.dest,
+                                                      self.stages.signer)
             out = VariantResult(tag_prefix=m.name, version=str(prep.version), fingerprint=prep.fingerprint,
                                 platforms={str(p): digests[str(p)] for p in m.platforms})
             out.index_digest = put_index(self.dest, out.platforms)
@@ -199,7 +207,9 @@ class Publisher:
             started = datetime.now(UTC)
             build_args = inputs.build_args(self.revision, prep.version, prep.fingerprint, prep.base_ref,
                                            prep.base_digest)
-            out.attestations = self.attestor.index(m, out, checks, prep.base_ref, build_args, started)
+            out.security_fixes = security.to_json() if security else {}
+            out.attestations = self.attestor.index(m, out, checks, prep.base_ref, build_args, started,
+                                                   security=security)
             # The platform jobs attested their SBOMs; the report lists them as a single publish would.
             out.attestations += [sbom_entry(p, self.dest.by_digest(d)) for p, d in sorted(out.platforms.items())]
         result.prod = out
@@ -248,3 +258,19 @@ class Publisher:
     def _write_tags(self, v: VariantResult, existing: list[versioning.Version], version: versioning.Version) -> None:
         # A method, not a direct call, so that the integration tests can race another writer in here.
         tags.write_tags(self.dest, v, existing, version)
+
+
+def run_archives(settings: Settings, security: current.SecurityCheck | None) -> IndexSource:
+    """The run's one reader of archive indexes: the security check's (the current versions were checked
+    with it, so each index is read once per run), else one of its own. Nothing is fetched until asked."""
+    if security is not None:
+        return security.checker.archives
+    runner = Runner(extra_path=(settings.tools_bin,), only_path=settings.tools_path)  # as RunContext makes it
+    return Archives(settings.archives, requests.Session(), runner)
+
+
+def archive_stats(archives: IndexSource) -> dict[str, int]:
+    """What the run downloaded from distribution archives (the report's ``archives``)."""
+    if not isinstance(archives, Archives):
+        return {}
+    return {"requests": archives.stats.requests, "bytes": archives.stats.bytes}

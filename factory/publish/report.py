@@ -29,6 +29,10 @@ class VariantResult:
     attestations: list[dict[str, str]] = field(default_factory=list)  # type, subject (and platform)
     checks: list[dict[str, Any]] = field(default_factory=list)  # imagetest.CheckResult as JSON
     gates: dict[str, Any] = field(default_factory=dict)  # the gates' measurements, as JSON
+    # The security-fixes check (factory.security.record's JSON: policy, checked, per platform the suites,
+    # the fixes applied and those pending); {} when policy.security_fixes is off or for a debug variant.
+    security_fixes: dict[str, Any] = field(default_factory=dict)
+    fix_args: dict[str, str] = field(default_factory=dict)  # SECURITY_FIXES (and ORG_LAYER) passed to the build
 
 
 @dataclass
@@ -56,6 +60,7 @@ class RunReport:
     factory_version: str = __version__
     images: list[ImageResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. the nightly's drift and plan
+    archives: dict[str, int] = field(default_factory=dict)  # what the run read from distro archives: requests, bytes
 
     @property
     def ok(self) -> bool:
@@ -93,7 +98,17 @@ def _detail(i: ImageResult) -> str:
         platforms = ", ".join(f"{p}={d}" for p, d in (i.prod.platforms if i.prod else {}).items())
         return f"{version} pushed by digest, no tag: {platforms}"
     digest = i.prod.index_digest if i.prod else ""
-    return f"{version} {digest} tags: {', '.join(i.tags()) or '-'}"
+    return f"{version} {digest} tags: {', '.join(i.tags()) or '-'}{_fixes_detail(i.prod)}"
+
+
+def _fixes_detail(v: VariantResult | None) -> str:
+    """"; security fixes applied: linux/amd64 14, linux/arm64 14" (nothing when none was checked)."""
+    platforms = (v.security_fixes.get("platforms") or {}) if v else {}
+    if not platforms:
+        return ""
+    applied = ", ".join(f"{p} {len(r.get('applied') or [])}" for p, r in sorted(platforms.items()))
+    pending = sum(int(r.get("pendingSecurity") or 0) for r in platforms.values())
+    return f"; security fixes applied: {applied}" + (f"; {pending} still pending" if pending else "")
 
 
 def markdown_summary(report: RunReport) -> str:

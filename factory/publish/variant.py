@@ -1,19 +1,26 @@
 """One variant of an image (prod, or its debug variant) up to, not including, its tags: build, test,
 gates, push by digest, sign, attest. Each is a step of the image's result; the first that fails
-stops the image, and nothing of it is tagged."""
+stops the image, and nothing of it is tagged.
+
+A prod variant whose org layer applies security fixes (policy.security_fixes not off, an apt or apk
+image) has one step before the build, "security fixes": the base image's pending security fixes
+(``inputs.base_fixes``), passed as build arguments; its gates then check that none is left
+(``factory.security.gate``), and the conformance, provenance and report record what was applied."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from factory.adapters.docker import Docker
 from factory.adapters.gitinfo import Revision
+from factory.archive.types import ArchiveIndex
 from factory.build import gates, imagetest
 from factory.build.buildx import BuildRequest, BuiltImage, build, missing_platforms, unbuildable_platforms
-from factory.core import versioning
+from factory.core import log, versioning
 from factory.core.errors import BuildFailed, StepFailed
 from factory.core.model import Manifest
 from factory.core.reference import Ref
@@ -24,7 +31,16 @@ from factory.publish.destination import Destination
 from factory.publish.report import ImageResult, VariantResult
 from factory.publish.stages import Stages
 from factory.publish.steps import step
+from factory.render.contexts import FIXES_ARG, ORG_LAYER_ARG
+from factory.security import gate as security_gate
+from factory.security.check import IndexSource, release_of
+from factory.security.fixes import Fix
+from factory.security.record import SecurityFixes
 from factory.spec.config import Settings
+
+SECURITY_HINT = ("a package the base holds (apt-mark hold) or that the configured mirrors do not carry is not "
+                 "upgraded: fix the base image or the mirrors in factory.yaml `archives:`, or set "
+                 "policy.security_fixes: warn to publish with the fix pending")
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class VariantBuilder:
     registry_for: Callable[[str], Registry]
     attestor: Attestor
     workdir: Path
+    archives: IndexSource  # the run's one reader of archive indexes, shared by every image
 
     def make(self, m: Manifest, result: ImageResult, given: Inputs, *, debug: bool,
              platforms: Sequence[str] | None = None) -> VariantResult:
@@ -57,8 +74,15 @@ class VariantBuilder:
         label = "debug " if debug else ""
         wanted = list(platforms or [str(p) for p in m.platforms])
         started = datetime.now(UTC)
-        build_args = inputs.build_args(self.revision, given.version, given.fingerprint, given.base_ref,
-                                       given.base_digest)
+        fixes = inputs.BaseFixes()
+        if not debug and inputs.fixes_apply(m, self.settings):  # debug: built FROM the prod image, which has them
+            with step(result, "security fixes"):
+                fixes = inputs.base_fixes(m, self.settings, self.registry_for, given.base_ref, given.base_digest,
+                                          self.archives)
+                self._log_fixes(m, fixes)
+        build_args = {**inputs.build_args(self.revision, given.version, given.fingerprint, given.base_ref,
+                                          given.base_digest), **fixes.args}
+        out.fix_args = dict(fixes.args)
         with step(result, f"{label}build"):
             built = self._build(m, prefix, given.dockerfile, wanted, build_args, f"{label}build")
         out.index_digest, out.platforms = built.index_digest, dict(built.platform_digests)
@@ -66,8 +90,11 @@ class VariantBuilder:
             checks = self._test(m, built, debug=debug, step_name=f"{label}test")
             out.checks = [asdict(c) for c in checks]
         with step(result, f"{label}gates"):
-            gate_report = self._gates(m, built, given.base_ref, prefix, debug=debug)
+            gate_report, record = self._gates(m, built, given.base_ref, prefix, fixes.fixes, debug=debug)
             out.gates = gate_report.measurements
+            checks += gate_report.checks
+            out.checks = [asdict(c) for c in checks]
+            out.security_fixes = record.to_json() if record else {}
         with step(result, f"{label}push"):
             pushed = self.dest.registry.push_layout(built.layout, self.dest.repository)
             out.gates["push"] = {"blobs_uploaded": pushed.blobs_uploaded, "blobs_skipped": pushed.blobs_skipped,
@@ -78,7 +105,8 @@ class VariantBuilder:
             out.signatures = [ref] + [self.dest.by_digest(d) for d in out.platforms.values()]
         with step(result, f"{label}attest"):
             out.attestations = self.attestor.sboms(out, gate_report.sboms)
-            out.attestations += self.attestor.index(m, out, checks, given.base_ref, build_args, started)
+            out.attestations += self.attestor.index(m, out, checks, given.base_ref, build_args, started,
+                                                    security=record)
         return out
 
     def _build(self, m: Manifest, prefix: str, dockerfile: Path, platforms: list[str],
@@ -113,21 +141,47 @@ class VariantBuilder:
                              hint="the image was not pushed; fix the manifest or its tests")
         return checks
 
-    def _gates(self, m: Manifest, built: BuiltImage, base_ref: str, prefix: str, *, debug: bool) -> gates.GateReport:
+    def _gates(self, m: Manifest, built: BuiltImage, base_ref: str, prefix: str,
+               base_fixes: Mapping[str, Sequence[Fix]], *,
+               debug: bool) -> tuple[gates.GateReport, SecurityFixes | None]:
         report = gates.GateReport()
         base_reg = self.registry_for(Ref.parse(base_ref).registry)
         base = gates.base_image(base_reg, base_ref, built.layout.platforms)
         today = datetime.now(UTC).date()
         gates.layer_and_size(m, self.settings, built, base, today, report, budgets=not debug)
         gates.sboms_and_licenses(m, self.settings, built, self.stages.sbom, self.workdir / prefix / "sbom", report)
+        record = None
+        if not debug:  # the prod image's check; its debug variant adds tools, never upgrades
+            record, fix_checks = security_gate.check(m, self.settings.policy.security_fixes, report,
+                                                     built.platform_digests, self._index_for(m), base_fixes,
+                                                     datetime.now(UTC))
+            report.checks += fix_checks
         gates.vulnerabilities(m, self.settings, built, self.stages.scanner, self.stages.vuln_ignores, report,
                               image=m.name)
         gates.log_report(prefix, report)
         if report.errors:
+            require = self.settings.policy.security_fixes == "require"
+            failed_checks = [c for c in report.checks if not c.passed and require]
             raise StepFailed(m.name, "gates", "; ".join(report.errors[:5]),
-                             hint="see docs/gates.md for budgets, license lists and the vulnerability ignore file")
+                             platform=failed_checks[0].platform if failed_checks else None,
+                             hint=SECURITY_HINT if failed_checks else
+                             "see docs/gates.md for budgets, license lists and the vulnerability ignore file")
         report.measurements["warnings"] = report.warnings
-        return report
+        return report, record
+
+    def _index_for(self, m: Manifest) -> Callable[[str, Mapping[str, Any]], ArchiveIndex | None]:
+        """The gate's archive index of one platform: the manifest's release, else the SBOM's operating system."""
+        def index_for(platform: str, sbom: Mapping[str, Any]) -> ArchiveIndex | None:
+            release = release_of(m, {}, sbom)
+            return None if release is None else self.archives.index_for(release.distro, release.codename, platform)
+        return index_for
+
+    def _log_fixes(self, m: Manifest, fixes: inputs.BaseFixes) -> None:
+        if fixes.fixes:
+            log.get("publish").info("security fixes to apply", image=m.name,
+                                    packages=fixes.args.get(FIXES_ARG, "").split(),
+                                    per_platform={p: len(f) for p, f in sorted(fixes.fixes.items())},
+                                    org_layer=fixes.args.get(ORG_LAYER_ARG, "copy"))
 
 
 def build_hint(e: BuildFailed, wanted: Sequence[str]) -> str | None:

@@ -126,6 +126,9 @@ FIXES_SCRIPT_IN_BUILD = "/tmp/factory-apply-fixes.sh"
 FIXES_SOURCES = "/etc/apt/sources.list.d/factory-fixes.list"  # written by the script, removed by the RUN
 FIXES_ARG = "SECURITY_FIXES"  # the package names to upgrade, space-separated; empty: none
 ORG_LAYER_ARG = "ORG_LAYER"  # hardening-only images: "copy" (the default) or "run" when fixes are pending
+# "image" (the default): the base image's own package sources, as a plain build always used them;
+# "configured": also the configured mirrors' release, -updates and -security suites (policy not off).
+SUITES_ARG = "ARCHIVE_SUITES"
 
 # Org CA certificates: certs/<NN>-<stem>.crt in the context (one certificate each), read in the build
 # from CERTS_IN_BUILD (a bind mount in the RUN, a COPY in a helper stage), and in the image:
@@ -606,17 +609,36 @@ def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes:
         lines.append("# The org CAs are read from the context's certs/ through a bind mount: no layer of their own.")
         mounts.append(f"type=bind,source={CERTS_DIR},target={CERTS_IN_BUILD}")
     if fixes:
-        lines += ["# Security fixes: the builder names the packages to upgrade (empty: none); apply-fixes.sh adds",
-                  "# the configured suites for this RUN and is bind-mounted, so it is in no layer.",
-                  f"ARG {FIXES_ARG}"]
+        lines += ["# Security fixes (docs/security-fixes.md): the builder passes the configured suites and the",
+                  "# packages to upgrade; by default the image's own sources, no upgrade. apply-fixes.sh is mounted.",
+                  f"ARG {SUITES_ARG}=image", f"ARG {FIXES_ARG}"]
         mounts.append(f"type=bind,source={FIXES_SCRIPT},target={FIXES_SCRIPT_IN_BUILD}")
     return [*lines, _run(commands, mounts)]
 
 
+def applies_fixes(m: Manifest, settings: Settings) -> bool:
+    """Whether the builder computes and passes security fixes for ``m``: policy not off, and an image with a
+    package manager (one without has no org layer that could upgrade anything: its upstream must rebuild)."""
+    return settings.policy.security_fixes != "off" and _fixes_command(m, settings) is not None
+
+
+def fixes_build_args(m: Manifest, packages: Iterable[str]) -> dict[str, str]:
+    """The build args with which the rendered Dockerfile applies security fixes: the configured suites, the
+    packages to upgrade, and for a hardening-only image with any to upgrade the org-run stage (the one COPY
+    of the org-copy stage cannot upgrade packages). Without these args a build is what it was before
+    security fixes: the image's own sources, nothing upgraded, the COPY."""
+    names = sorted(set(packages))
+    args = {SUITES_ARG: "configured", FIXES_ARG: " ".join(names)}
+    if names and m.has_shell and not m.packages:
+        args[ORG_LAYER_ARG] = "run"
+    return args
+
+
 def _fixes_command(m: Manifest, settings: Settings) -> str | None:
-    """The apply-fixes command of an apt or apk image, or None when security fixes do not apply (policy
-    off, or an image without a package manager: its upstream must rebuild)."""
-    if settings.policy.security_fixes == "off" or not m.has_shell:
+    """The apply-fixes command of an apt or apk image, or None for an image without a package manager.
+    Rendered whatever policy.security_fixes says, so that the policy changes the build args and never the
+    build context (a policy switch is not a "manifest changed" rebuild)."""
+    if not m.has_shell:
         return None
     archives = settings.archives
     if m.distro == "alpine":
@@ -626,8 +648,7 @@ def _fixes_command(m: Manifest, settings: Settings) -> str | None:
     life = lifecycle.lookup(m.distro, m.release)
     if life is None or not life.codename:
         raise RenderError("release", f"{m.distro} {m.release}: no codename known, so its archive suites cannot "
-                                     "be named for security fixes (set policy.security_fixes: off to build "
-                                     "without them)")
+                                     "be named (core/lifecycle.py lists the known releases)")
     apt = archives.apt(m.distro)
     args = ["--apt", life.codename, " ".join(apt.components), apt.mirror, apt.security_mirror]
     return _script_call(args + ([apt.ports_mirror] if apt.ports_mirror else []))

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
@@ -68,8 +69,35 @@ def fingerprint(*, context_digest: str, base_digest: str, platforms: Sequence[st
 
 # --- what must be built -----------------------------------------------------------------------
 
-NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED = (
-    "new", "upstream changed", "parent changed", "manifest changed", "forced")
+NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED, SECURITY_FIXES = (
+    "new", "upstream changed", "parent changed", "manifest changed", "forced", "security fixes")
+
+
+@dataclass(frozen=True)
+class PendingFix:
+    """One package of an image's current version with a security fix its org layer can apply (or, for a
+    no-shell image, that only a new upstream image brings): the detail under the reason."""
+
+    package: str
+    installed: str
+    candidate: str
+    suite: str  # bookworm-security
+    platforms: tuple[str, ...]  # where it is pending ("linux/amd64", and "debug linux/amd64" for the debug variant)
+
+    def __str__(self) -> str:
+        return f"{self.package} {self.installed} -> {self.candidate} ({self.suite})"
+
+
+@dataclass(frozen=True)
+class ImageFixes:
+    """What `factory fixes` found in one image's current version (prod and debug variants), computed by
+    the caller (``factory.publish.pipeline``): the plan reads it and asks nothing itself."""
+
+    version: str  # the version checked: the reason applies only while it is still the current one
+    fixable: tuple[PendingFix, ...] = ()  # security fixes the org layer applies on a rebuild
+    upstream: tuple[PendingFix, ...] = ()  # no-shell image: only a new upstream image brings these
+    errors: tuple[str, ...] = ()  # checks that failed: their fixes are unknown (never "none pending")
+    left: tuple[PendingFix, ...] = ()  # pending when this version was built too: its build could not apply them
 
 
 @dataclass(frozen=True)
@@ -85,11 +113,14 @@ class PlannedImage:
     base_digest: str | None  # what it would be built on now; None while its parent is being rebuilt
     platforms: tuple[str, ...]
     depends_on: str | None
+    security_fixes: tuple[PendingFix, ...] = ()  # under the reason "security fixes"
 
 
 @dataclass(frozen=True)
 class Plan:
     images: tuple[PlannedImage, ...]  # dependency order: parents first
+    notes: tuple[str, ...] = ()  # what the plan does not build but a reader should know (no-shell fixes ...)
+    fixes: Mapping[str, ImageFixes] = field(default_factory=dict)  # the input the security reasons came from
 
     def to_build(self) -> list[PlannedImage]:
         return [i for i in self.images if i.build]
@@ -107,12 +138,15 @@ class _Published:
 
 
 def make_plan(manifests: ManifestSet, settings: Settings, registry_for: Callable[[str], Registry],
-              names: Sequence[str] = (), *, force: bool = False) -> Plan:
+              names: Sequence[str] = (), *, force: bool = False,
+              fixes: Mapping[str, ImageFixes] | None = None) -> Plan:
     """For each manifest (or the named ones and all their descendants): its fingerprint against the label
     on its current published version. Reads one tag list, then per image a HEAD of its current version,
     its index, one platform manifest and that manifest's config (the labels) and, for a child, a HEAD of
     its parent's tag -- a bounded number at a time over the target registry's one client. Nothing is
-    built or pulled; upstream tags are `factory drift`'s job."""
+    built or pulled; upstream tags are `factory drift`'s job. ``fixes`` (manifest name -> what `factory
+    fixes` found in its current version; empty when policy.security_fixes is off) adds the reason
+    "security fixes" to an image whose current version has fixes its org layer can apply."""
     target = registry_for(settings.registry)
     tags = target.list_tags(settings.repository)
     in_scope = _in_scope(manifests, names)
@@ -122,8 +156,34 @@ def make_plan(manifests: ManifestSet, settings: Settings, registry_for: Callable
     for m, published in zip(in_scope, looked_up, strict=True):
         parent = planned.get(m.parent) if m.parent else None
         forced = force and (not names or m.name in names)
-        planned[m.name] = _plan_one(m, settings, published, parent, forced)
-    return Plan(tuple(planned.values()))
+        planned[m.name] = _plan_one(m, settings, published, parent, forced, _current_fixes(fixes, m, published))
+    return Plan(tuple(planned.values()), fixes_notes(fixes or {}, [m.name for m in in_scope]), dict(fixes or {}))
+
+
+def _current_fixes(fixes: Mapping[str, ImageFixes] | None, m: Manifest, published: _Published) -> ImageFixes | None:
+    """What was found in ``m``'s current version; None when nothing was checked, or another version was."""
+    found = (fixes or {}).get(m.name)
+    if found is None or published.version is None or found.version != str(published.version):
+        return None
+    return found
+
+
+def fixes_notes(fixes: Mapping[str, ImageFixes], names: Sequence[str]) -> tuple[str, ...]:
+    """Notes for what the plan does not rebuild: fixes only a new upstream brings, and failed checks."""
+    notes = []
+    for name in names:
+        found = fixes.get(name)
+        if found is None:
+            continue
+        if found.upstream:
+            notes.append(f"{name} {found.version}: {len(found.upstream)} security fix(es) only a new upstream image "
+                         f"brings (no shell: upstream must rebuild; drift picks the rebuild up): "
+                         + ", ".join(map(str, found.upstream)))
+        if found.left:
+            notes.append(f"{name} {found.version}: {len(found.left)} security fix(es) its build could not apply "
+                         f"(held or kept back; a rebuild would not either): " + ", ".join(map(str, found.left)))
+        notes += [f"{name} {found.version}: fixes not checked: {e}" for e in found.errors]
+    return tuple(notes)
 
 
 def _in_scope(manifests: ManifestSet, names: Sequence[str]) -> list[Manifest]:
@@ -152,7 +212,7 @@ def _look_up(target: Registry, repository: str, tags: Sequence[str], m: Manifest
 
 
 def _plan_one(m: Manifest, settings: Settings, published: _Published, parent: PlannedImage | None,
-              forced: bool) -> PlannedImage:
+              forced: bool, fixes: ImageFixes | None = None) -> PlannedImage:
     platforms = tuple(str(p) for p in m.platforms)
     if isinstance(m.base, Upstream):
         base_digest = m.base.digest
@@ -174,16 +234,23 @@ def _plan_one(m: Manifest, settings: Settings, published: _Published, parent: Pl
             reasons.append(UPSTREAM_CHANGED if isinstance(m.base, Upstream) else PARENT_CHANGED)
         else:
             reasons.append(MANIFEST_CHANGED)
+    security = fixes.fixable if fixes and m.has_shell else ()
+    if security:
+        reasons.append(SECURITY_FIXES)
     current = published.version
     return PlannedImage(
         name=m.name, build=bool(reasons), reasons=tuple(reasons), fingerprint=fp,
         current_version=str(current) if current else None, current_digest=published.digest,
         next_version=str(versioning.Version(m.major, m.minor, current.patch + 1 if current else 0)),
         base=m.base.pinned_ref if isinstance(m.base, Upstream) else m.base.name, base_digest=base_digest,
-        platforms=platforms, depends_on=m.parent)
+        platforms=platforms, depends_on=m.parent, security_fixes=security)
 
 
 # --- output formats ---------------------------------------------------------------------------
+
+TABLE_WIDTH = 100  # columns the table keeps to (the security fixes under a reason fold, then "+N more")
+FIX_LINES = 3  # lines of packages shown under "security fixes"; the JSON format lists every one
+
 
 def table(plan: Plan) -> str:
     rows = [("image", "build", "reasons", "current", "fingerprint")]
@@ -191,10 +258,37 @@ def table(plan: Plan) -> str:
         rows.append((i.name, "yes" if i.build else "no", ", ".join(i.reasons) or "up to date",
                      i.current_version or "-", (i.fingerprint or "(after parent)").removeprefix("sha256:")[:12]))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(rows[0], widths, strict=True)).rstrip()]
+    for i, row in zip(plan.images, rows[1:], strict=True):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        lines += fold([str(f) for f in i.security_fixes], indent="    ")
     count = len(plan.to_build())
     lines.append(f"{count} of {len(plan.images)} to build" if count else "nothing to build")
+    lines += [textwrap.fill(f"note: {n}", TABLE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+              for n in plan.notes]
     return "\n".join(lines)
+
+
+def fold(items: Sequence[str], *, indent: str, width: int = TABLE_WIDTH, max_lines: int = FIX_LINES) -> list[str]:
+    """``items`` joined by ", " into lines of at most ``width`` columns; past ``max_lines`` lines the rest
+    is counted, "+N more", at the end of the last line when it fits there, else on a line of its own."""
+    lines: list[str] = []
+    current = ""
+    for n, item in enumerate(items):
+        candidate = f"{current}, {item}" if current else item
+        if current and len(indent) + len(candidate) > width:
+            if len(lines) + 1 == max_lines:  # this line is the last one: it ends with the count of the rest
+                more = f", +{len(items) - n} more"
+                lines.append(indent + (current + more if len(indent + current + more) <= width else current))
+                if len(indent + current + more) > width:
+                    lines.append(indent + more.removeprefix(", "))
+                return lines
+            lines.append(indent + current)
+            candidate = item
+        current = candidate
+    if current:
+        lines.append(indent + current)
+    return lines
 
 
 def as_json(plan: Plan) -> str:

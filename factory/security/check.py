@@ -27,7 +27,6 @@ from factory.adapters.tools import Runner
 from factory.archive.fetch import Archives
 from factory.archive.types import DISTROS, ArchiveIndex, Distro
 from factory.build import sbom as sbom_mod
-from factory.consume import changelog
 from factory.core import lifecycle, log, versioning
 from factory.core.errors import (
     ArchiveError,
@@ -38,7 +37,7 @@ from factory.core.errors import (
     VerificationFailed,
 )
 from factory.core.model import Manifest
-from factory.oci.registry import Registry
+from factory.oci.registry import Registry, platform_digests
 from factory.security.fixes import pending_fixes
 from factory.security.installed import InstalledPackage, installed_packages
 from factory.security.report import (
@@ -51,6 +50,7 @@ from factory.security.report import (
     SuiteRead,
 )
 from factory.spec.config import Settings
+from factory.trust import sign
 from factory.trust.sign import Signer
 
 # What can go wrong for one image without saying anything about the others: reported per image.
@@ -141,7 +141,7 @@ class FixesChecker:
     def _version(self, m: Manifest, prefix: str, tag: str, version: str) -> list[FixesReport]:
         self.log.info("fixes", image=prefix, version=version)
         try:
-            index_digest, digests = changelog.platform_digests(self.registry, self.settings.repository, tag)
+            index_digest, digests = platform_digests(self.registry, self.settings.repository, tag)
         except _PER_IMAGE_ERRORS as e:
             return [FixesReport(prefix, version, tag, "", "", "", ERROR, error=e.message)]
         base = FixesReport(prefix, version, tag, index_digest, "", "", ERROR)
@@ -150,11 +150,19 @@ class FixesChecker:
     def _platform(self, m: Manifest, base: FixesReport, platform: str, digest: str) -> FixesReport:
         where = FixesReport(base.image, base.version, base.tag, base.index_digest, platform, digest, ERROR)
         try:
-            document = changelog.verified_sbom(self.signer, f"{self.settings.target}@{digest}", self.public_key)
+            document = sign.verified_sbom(self.signer, f"{self.settings.target}@{digest}", self.public_key)
             return self._match(m, where, document)
         except _PER_IMAGE_ERRORS as e:
             self.log.error("fixes not checked", image=base.image, platform=platform, error=e.message)
             return replace(where, error=e.message)
+
+    def match_verified(self, m: Manifest, where: FixesReport, document: Mapping[str, Any]) -> FixesReport:
+        """``where``'s fixes from an SBOM the caller has already verified (the catalog reads every version's
+        anyway): the same matching as `factory fixes`, without a second verification."""
+        try:
+            return self._match(m, where, document)
+        except _PER_IMAGE_ERRORS as e:
+            return replace(where, status=ERROR, error=e.message)
 
     def _match(self, m: Manifest, where: FixesReport, document: Mapping[str, Any]) -> FixesReport:
         installed = installed_packages(document)

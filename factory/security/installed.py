@@ -1,4 +1,5 @@
-"""The distro packages installed in one image platform, read from its CycloneDX SBOM.
+"""The distro packages installed in one image platform, read from its CycloneDX SBOM or from the package
+manager's own database (``var/lib/dpkg/status``, ``lib/apk/db/installed``) in a base image's layers.
 
 Only the package manager's own packages count (purl types ``deb`` and ``apk``): those are what an
 archive can fix. Each purl is parsed with the ``packageurl`` library, never by hand. The version is
@@ -9,6 +10,12 @@ in the version itself; both give the same ``InstalledPackage.version``.
 The source package comes from trivy's ``aquasecurity:trivy:SrcName`` property, else the purl's
 ``upstream`` qualifier (syft: ``upstream=util-linux`` or ``upstream=util-linux@2.38.1-5``), else it is
 the binary package's own name, as dpkg says when a package names no ``Source:``.
+
+The databases: dpkg's status file is deb822 (parsed with python-debian); only packages whose ``Status``
+is ``install ok installed`` (or ``hold ok installed``: held at its version, still installed) count;
+half-installed, config-files-only, removed and to-be-removed ones do not. apk's installed database lists
+installed packages only, one record of ``X:value`` lines each (``P`` name, ``V`` version, ``A`` arch,
+``o`` origin).
 """
 
 from __future__ import annotations
@@ -17,13 +24,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from debian.deb822 import Deb822
 from packageurl import PackageURL
 
-from factory.core.errors import SbomError
+from factory.core.errors import LayoutError, SbomError
 
 Ecosystem = Literal["deb", "apk"]
 ECOSYSTEMS: tuple[Ecosystem, ...] = ("deb", "apk")
 _TRIVY_SOURCE = "aquasecurity:trivy:SrcName"
+# dpkg's Status is "<want> <flag> <status>": a package is installed when it is "installed" and "ok", whether
+# it is wanted as it is (install) or held at its version (hold: installed, and apt will not upgrade it).
+INSTALLED_STATES = frozenset({("install", "ok", "installed"), ("hold", "ok", "installed")})
+# Where each distro's package manager keeps its database, as a path inside the root filesystem.
+PACKAGE_DATABASES = {"debian": "var/lib/dpkg/status", "ubuntu": "var/lib/dpkg/status",
+                     "alpine": "lib/apk/db/installed"}
 
 
 @dataclass(frozen=True)
@@ -99,3 +113,50 @@ def _components(sbom: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         if isinstance(component, Mapping):
             yield component
             stack.extend(reversed(component.get("components") or []))
+
+
+def package_database(distro: str, content: bytes) -> tuple[InstalledPackage, ...]:
+    """The installed packages of a database read from ``PACKAGE_DATABASES[distro]``."""
+    return from_apk_installed(content) if distro == "alpine" else from_dpkg_status(content, distro)
+
+
+def from_dpkg_status(content: bytes, distro: str = "debian") -> tuple[InstalledPackage, ...]:
+    """Every installed package of a dpkg status file, sorted by (name, arch); ``distro`` names the purls'
+    namespace (debian, ubuntu). A paragraph of an installed package without Version or Architecture is a
+    ``LayoutError``: a package dropped could hide a fix."""
+    found = {}
+    for paragraph in Deb822.iter_paragraphs(content, use_apt_pkg=False):
+        name = paragraph.get("Package")
+        if not name or tuple((paragraph.get("Status") or "").split()) not in INSTALLED_STATES:
+            continue
+        version, arch = paragraph.get("Version"), paragraph.get("Architecture")
+        if not version or not arch:
+            raise LayoutError(f"dpkg status: installed package {name!r} has no Version or Architecture")
+        source = (paragraph.get("Source") or name).split(" ", 1)[0]
+        purl = PackageURL(type="deb", namespace=distro, name=name, version=version, qualifiers={"arch": arch})
+        found[(name, arch)] = InstalledPackage(name, version, arch, source, "deb", purl.to_string())
+    return tuple(found[k] for k in sorted(found))
+
+
+def from_apk_installed(content: bytes) -> tuple[InstalledPackage, ...]:
+    """Every package of apk's installed database (``lib/apk/db/installed``), sorted by (name, arch)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LayoutError(f"apk installed database is not UTF-8 text: {e}") from None
+    found = {}
+    for number, record in enumerate(text.split("\n\n"), 1):
+        fields: dict[str, str] = {}
+        for line in record.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and len(key) == 1:  # other lines (none in practice) are not fields
+                fields.setdefault(key, value)
+        if not fields.get("P"):
+            continue
+        if not fields.get("V"):
+            raise LayoutError(f"apk installed database: record {number} ({fields['P']!r}) has no V: version")
+        name, version, arch = fields["P"], fields["V"], fields.get("A", "")
+        purl = PackageURL(type="apk", namespace="alpine", name=name, version=version,
+                          qualifiers={"arch": arch} if arch else None)
+        found[(name, arch)] = InstalledPackage(name, version, arch, fields.get("o") or name, "apk", purl.to_string())
+    return tuple(found[k] for k in sorted(found))

@@ -37,6 +37,8 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Callable[[str], object]]] = {
     "COSIGN_KEY": (("signing", "key"), str),
     "FACTORY_KEYLESS": (("signing", "keyless"), lambda v: v.lower() in ("1", "true", "yes")),
     "FACTORY_TLOG_UPLOAD": (("signing", "tlog_upload"), lambda v: v.lower() in ("1", "true", "yes")),
+    "FACTORY_CERTIFICATE_IDENTITY_REGEXP": (("signing", "certificate_identity_regexp"), str),
+    "FACTORY_CERTIFICATE_OIDC_ISSUER": (("signing", "certificate_oidc_issuer"), str),
 }
 
 
@@ -132,6 +134,8 @@ class Signing:
     key: str | None
     keyless: bool
     tlog_upload: bool
+    certificate_identity_regexp: str = ""  # keyless: who must have signed (cosign --certificate-identity-regexp)
+    certificate_oidc_issuer: str = ""
 
 
 @dataclass(frozen=True)

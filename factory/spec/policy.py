@@ -726,7 +726,7 @@ def rule_table_rows() -> list[dict[str, str | bool]]:
 def render_docs() -> str:
     """docs/policy.md, generated from the rule registry and the lifecycle table."""
     lines = [
-        f"<!-- Generated from factory/policy.py and factory/lifecycle.py: do not edit. Regenerate with"
+        f"<!-- Generated from factory/spec/policy.py and factory/core/lifecycle.py: do not edit. Regenerate with"
         f" `{DOCS_COMMAND}`; tests/unit/test_policy_docs.py fails when this file is stale. -->",
         "",
         "# Policy rules",

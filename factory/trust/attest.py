@@ -31,10 +31,12 @@ def _iso(t: datetime) -> str:
 
 def conformance_predicate(*, image: str, version: str, platform_results: Mapping[str, Sequence[Any]],
                           policy_rules: Sequence[str], waivers: Sequence[Mapping[str, Any]],
-                          factory_version: str) -> dict[str, Any]:
+                          factory_version: str, security_fixes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``platform_results``: platform -> check results (objects with name, platform, digest,
     passed, detail). Sorted throughout, so equal inputs give equal predicates. A platform without
-    checks, or a predicate without platforms, is not "passed": nothing was shown to conform."""
+    checks, or a predicate without platforms, is not "passed": nothing was shown to conform.
+    ``security_fixes``: the check made at build time (``factory.security.record``'s JSON), the key
+    ``securityFixes``; absent when policy.security_fixes is off."""
     platforms = {}
     for platform in sorted(platform_results):
         checks = [_as_dict(c) for c in platform_results[platform]]
@@ -47,7 +49,7 @@ def conformance_predicate(*, image: str, version: str, platform_results: Mapping
             "checks": sorted(({"name": c["name"], "passed": c["passed"], "detail": c["detail"]} for c in checks),
                              key=lambda c: c["name"]),
         }
-    return {
+    predicate = {
         "image": image,
         "version": version,
         "passed": bool(platforms) and all(p["passed"] for p in platforms.values()),
@@ -57,6 +59,9 @@ def conformance_predicate(*, image: str, version: str, platform_results: Mapping
         "runtime": {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "tmpfs": ["/tmp"]},
         "factory": {"version": factory_version},
     }
+    if security_fixes is not None:
+        predicate["securityFixes"] = dict(security_fixes)
+    return predicate
 
 
 def _as_dict(check: Any) -> dict[str, Any]:
@@ -73,8 +78,10 @@ def _plain(w: Mapping[str, Any]) -> dict[str, Any]:
 def slsa_provenance(*, builder_id: str, build_type: str, manifest: Mapping[str, Any], context_digest: str,
                     base_ref: str, platforms: Sequence[str], build_args: Mapping[str, str],
                     invocation: Mapping[str, str], started: datetime, finished: datetime,
-                    subjects: Mapping[str, str]) -> dict[str, Any]:
-    """A SLSA v1 provenance predicate (https://slsa.dev/provenance/v1)."""
+                    subjects: Mapping[str, str], packages: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """A SLSA v1 provenance predicate (https://slsa.dev/provenance/v1). ``packages``: resource descriptors
+    of distro packages the build installed from the archives (the security fixes it applied: purl ``uri``),
+    resolved dependencies after the base image."""
     base_name, _, base_digest = base_ref.partition("@")
     return {
         "buildDefinition": {
@@ -83,6 +90,7 @@ def slsa_provenance(*, builder_id: str, build_type: str, manifest: Mapping[str, 
             "internalParameters": {"buildArgs": dict(sorted(build_args.items())), "contextDigest": context_digest},
             "resolvedDependencies": [
                 {"uri": f"oci://{base_name}", "digest": {"sha256": base_digest.removeprefix("sha256:")}},
+                *(dict(p) for p in packages),
             ],
         },
         "runDetails": {

@@ -18,6 +18,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from factory.core.errors import (
     UsageError,
     VerificationFailed,
 )
+from factory.core.labels import CYCLONEDX
 from factory.core.reference import Ref
 from factory.spec.config import Settings
 
@@ -115,9 +117,14 @@ class Signer:
                 raise UsageError("pass either a public key or a keyless identity, not both")
             # Keyless signatures are always checked against the transparency log.
             return ["--certificate-identity", identity.identity, "--certificate-oidc-issuer", identity.oidc_issuer]
-        if self.settings.signing.keyless and public_key is None:
+        signing = self.settings.signing
+        if signing.keyless and public_key is None:
+            if signing.certificate_identity_regexp and signing.certificate_oidc_issuer:
+                return ["--certificate-identity-regexp", signing.certificate_identity_regexp,
+                        "--certificate-oidc-issuer", signing.certificate_oidc_issuer]
             raise UsageError("keyless verification needs --certificate-identity and --certificate-oidc-issuer "
-                             "(see docs/verify.md), or pass --key")
+                             "(see docs/verify.md), or signing.certificate_identity_regexp and "
+                             "signing.certificate_oidc_issuer in factory.yaml, or pass --key")
         key = public_key or self.public_key
         flags = ["--key", str(key)]
         if not self.settings.signing.tlog_upload:
@@ -299,3 +306,10 @@ def _last_line(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
 
+
+def verified_sbom(signer: Signing, ref: str, public_key: Path | str | None = None) -> Mapping[str, Any]:
+    """The CycloneDX document of the newest verified SBOM attestation on ``ref`` (by digest).
+    Raises ``VerificationFailed`` when none verifies."""
+    statements = signer.verify_attestation(ref, CYCLONEDX, public_key=public_key)
+    document: Mapping[str, Any] = statements[-1].get("predicate") or {}
+    return document

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from factory.core import labels
 from factory.core.errors import ManifestError, VerificationFailed
@@ -43,6 +43,7 @@ class VerifyReport:
     index_digest: str = ""
     platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
     findings: list[Finding] = field(default_factory=list)
+    conformance: Mapping[str, Any] | None = None  # the verified conformance predicate that passed
 
     @property
     def ok(self) -> bool:
@@ -100,7 +101,11 @@ def verify_image(ref_text: str, signer: Signing, registry_for: Callable[[str], R
             check(f"signature ({platform})", partial(_signatures, signer, f"{repo}@{digest}", keys))
         check(f"sbom attestation ({platform})",
               partial(_attested, signer, f"{repo}@{digest}", labels.CYCLONEDX, "CycloneDX SBOM", keys))
-    check("hardening conformance", partial(_conformance, signer, index_ref, report.platforms, keys))
+    def conformance() -> str:
+        detail, report.conformance = passing_conformance(signer, index_ref, report.platforms, keys)
+        return detail
+
+    check("hardening conformance", conformance)
     check("slsa provenance", partial(_attested, signer, index_ref, SLSA_COSIGN_TYPE, "SLSA v1 provenance", keys))
     found_labels = registry.labels(ref.repository, found.digest)
     report.findings.append(_base_label_finding(found_labels, manifests))
@@ -138,8 +143,14 @@ def _count(items: Sequence[object], what: str) -> str:
 
 
 def _conformance(signer: Signing, index_ref: str, platforms: Mapping[str, str], keys: Keys) -> str:
+    return passing_conformance(signer, index_ref, platforms, keys)[0]
+
+
+def passing_conformance(signer: Signing, index_ref: str, platforms: Mapping[str, str],
+                        keys: Keys) -> tuple[str, Mapping[str, Any]]:
     """One verified conformance statement must say passed, for exactly the platform manifests of
-    this index: checks that ran on other images prove nothing about these."""
+    this index: checks that ran on other images prove nothing about these. Returns the detail and that
+    statement's predicate (its security-fixes record is read by ``factory.consume.freshness``)."""
     statements = signer.verify_attestation(index_ref, labels.CONFORMANCE_PREDICATE_TYPE, **keys)
     problems = []
     for statement in statements:
@@ -153,7 +164,7 @@ def _conformance(signer: Signing, index_ref: str, platforms: Mapping[str, str], 
             problems.append(f"it does not say passed (failed: {', '.join(failed) or 'none listed'})")
         else:
             checks = sum(len(r.get("checks", [])) for r in predicate["platforms"].values())
-            return f"passed: {checks} checks on {', '.join(sorted(tested))}"
+            return f"passed: {checks} checks on {', '.join(sorted(tested))}", predicate
     raise VerificationFailed("the conformance attestation " + "; ".join(problems))
 
 

@@ -1,14 +1,16 @@
 #!/bin/sh
-# apply-fixes.sh: copied into a build context by `factory render` unless policy.security_fixes is off.
-# It runs first in the org layer's one RUN, from a bind mount (so it is in no layer), and
+# apply-fixes.sh: copied into the build context of every apt or apk image by `factory render`. It runs first
+# in the org layer's one RUN, from a bind mount (so it is in no layer). Two build args steer it; without
+# them (policy.security_fixes: off, or a plain build) it only updates the package lists, as the RUN did
+# before security fixes existed:
 #
-# 1. adds the configured mirrors' release, -updates and -security suites to the image's sources
-#    (the base image may list only the release, as a Debian bootstrapped from `bookworm` alone does),
-#    so that every package the org layer installs comes in its fixed version; the RUN removes that
-#    sources file again before it ends;
-# 2. upgrades exactly the packages named in $SECURITY_FIXES: those for which the distribution's security
-#    suite has a newer version than the base image carries, as the factory computed them from the
-#    verified archive indexes before the build (docs/security-fixes.md). Nothing else is upgraded.
+# $ARCHIVE_SUITES=configured: add the configured mirrors' release, -updates and -security suites to the
+#    image's sources (the base image may list only the release, as a Debian bootstrapped from `bookworm`
+#    alone does), so that every package the org layer installs comes in its fixed version; the RUN removes
+#    that sources file again before it ends.
+# $SECURITY_FIXES: upgrade exactly these packages: those for which the distribution's security suite has a
+#    newer version than the base image carries, as the factory computed them from the verified archive
+#    indexes before the build (docs/security-fixes.md). Nothing else is upgraded.
 #
 #   --apt CODENAME COMPONENTS MIRROR SECURITY_MIRROR [PORTS_MIRROR]
 #       Debian and Ubuntu. PORTS_MIRROR: Ubuntu's archive for architectures other than amd64 and i386.
@@ -22,6 +24,7 @@
 set -eu
 
 fixes=${SECURITY_FIXES:-}
+suites=${ARCHIVE_SUITES:-image}
 list=/etc/apt/sources.list.d/factory-fixes.list
 
 case ${1:-} in
@@ -32,11 +35,13 @@ case ${1:-} in
       mirror=$ports
       security=$ports
     fi
-    {
-      echo "deb $mirror $codename $components"
-      echo "deb $mirror $codename-updates $components"
-      echo "deb $security $codename-security $components"
-    } > "$list"
+    if [ "$suites" = configured ]; then
+      {
+        echo "deb $mirror $codename $components"
+        echo "deb $mirror $codename-updates $components"
+        echo "deb $security $codename-security $components"
+      } > "$list"
+    fi
     apt-get update
     held=" $(apt-mark showhold | tr '\n' ' ') "
     upgrade=
@@ -53,9 +58,12 @@ case ${1:-} in
     ;;
   --apk)
     branch=$2 mirror=$3
-    if [ -n "$fixes" ]; then
+    if [ -n "$fixes" ] && [ "$suites" = configured ]; then
       # shellcheck disable=SC2086  # a list of package names
       apk upgrade --no-cache -X "$mirror/$branch/main" -X "$mirror/$branch/community" $fixes
+    elif [ -n "$fixes" ]; then
+      # shellcheck disable=SC2086
+      apk upgrade --no-cache $fixes
     fi
     ;;
   *)

@@ -11,34 +11,22 @@ another key is an error naming the image, never "no fixes".
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import REPO_ROOT
-from tests.integration.workspace import Workspace, manifest_on
+from tests.integration.workspace import Workspace, apt_upgrades, manifest_on, ok
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "fixes"
-SOURCES = ("deb http://deb.debian.org/debian bookworm main\n"
-           "deb http://deb.debian.org/debian bookworm-updates main\n"
-           "deb http://security.debian.org/debian-security bookworm-security main\n")
-# Inst libpam0g [1.5.2-6+deb12u1] (1.5.2-6+deb12u2 Debian-Security:12/stable-security [arm64])
-INST = re.compile(r"^Inst (\S+) \[(\S+)\] \((\S+) (.+) \[(\S+)\]\)")
 
 
 @dataclass
 class Published:
     ws: Workspace
     image: str  # the immutable tag's reference
-
-
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"{proc.args}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +36,10 @@ def published(tmp_path_factory, settings, seeded_debian) -> Published:
                           extra_config={"helper_image": seeded_debian.ref})
     ws.add_manifest(manifest_on(seeded_debian, "fixes", description="fixes test image on bookworm alone"))
     ws.add_manifest(manifest_on(seeded_debian, "never", description="a manifest never published"))
-    _ok(ws.factory("render"))
+    ok(ws.factory("render"))
     ws.commit("render")
-    _ok(ws.factory("publish", "fixes"))
+    ok(ws.factory("publish", "fixes"))
     return Published(ws, ws.ref("fixes-v1.0.0"))
-
-
-def _apt_upgrades(docker, image: str, platform: str) -> set[tuple[str, str, str, bool]]:
-    """(package, installed, new, from the security suite) for each `Inst` line of `apt-get -s upgrade`."""
-    script = (f"printf '{SOURCES}' > /etc/apt/sources.list && apt-get update -qq >/dev/null "
-              "&& apt-get -s -q upgrade")
-    rc, out, err = docker.run(image, ["-c", script], platform=platform, hardened=False, user="0", entrypoint="sh")
-    assert rc == 0, f"apt-get in {image} [{platform}] exited {rc}:\n{out}\n{err}"
-    found = set()
-    for line in out.splitlines():
-        m = INST.match(line)
-        if m:
-            found.add((m[1], m[2], m[3], "Debian-Security" in m[4]))
-    assert "Inst " not in out or found, f"no Inst line parsed from:\n{out}"
-    return found
 
 
 def test_fixes_equal_what_apt_upgrades_on_each_platform(published, docker):
@@ -83,7 +56,7 @@ def test_fixes_equal_what_apt_upgrades_on_each_platform(published, docker):
         assert (report["distro"], report["codename"]) == ("debian", "bookworm")
         assert {s["name"] for s in report["suites"]} == {"bookworm", "bookworm-updates", "bookworm-security"}
         ours = {(f["package"], f["installed"], f["candidate"], f["kind"] == "security") for f in report["fixes"]}
-        apt = _apt_upgrades(docker, published.image, platform)
+        apt = apt_upgrades(docker, published.image, platform)
         assert ours == apt, (f"{platform}: factory and apt differ\n only factory: {sorted(ours - apt)}\n"
                              f" only apt: {sorted(apt - ours)}")
         security = sum(1 for f in report["fixes"] if f["kind"] == "security")

@@ -3,8 +3,10 @@ upstreams, a git history, and the `factory` CLI run in it as a user would run it
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -37,14 +39,22 @@ class Workspace:
     state_dir: Path
 
     @classmethod
-    def create(cls, root: Path, *, registry: str, state_dir: Path, extra_config: dict | None = None) -> Workspace:
+    def create(cls, root: Path, *, registry: str, state_dir: Path, extra_config: dict | None = None,
+               security_fixes: str | None = "off") -> Workspace:
+        """``security_fixes``: the policy (require, warn, off; None: the default, require). Off unless a test
+        is about security fixes."""
         ws = cls(root, registry, f"t{uuid.uuid4().hex[:10]}/base", state_dir)
+        policy = {"scanner_db_unavailable": "warn"}
+        if security_fixes is not None:  # None: the built-in default (require)
+            policy["security_fixes"] = security_fixes
         config = {
             "registry": registry,
             "repository": ws.repository,
             "state_dir": str(state_dir),
             # No vulnerability database can be downloaded here: say so loudly, don't fail every test.
-            "policy": {"scanner_db_unavailable": "warn"},
+            # Security fixes off unless a test is about them: with them on, every publish of an apt image
+            # reads ~18 MB of Debian indexes and runs apt-get update per platform (arm64 under QEMU).
+            "policy": policy,
             **(extra_config or {}),
         }
         (root / "manifests").mkdir(parents=True)
@@ -115,6 +125,44 @@ class Workspace:
     def ref(self, reference: str) -> str:
         sep = "@" if reference.startswith("sha256:") else ":"
         return f"{self.registry}/{self.repository}{sep}{reference}"
+
+
+# The suites apt needs for the whole answer: the seeded Debian upstream lists `bookworm` alone.
+APT_SOURCES = ("deb http://deb.debian.org/debian bookworm main\n"
+               "deb http://deb.debian.org/debian bookworm-updates main\n"
+               "deb http://security.debian.org/debian-security bookworm-security main\n")
+# Inst libpam0g [1.5.2-6+deb12u1] (1.5.2-6+deb12u2 Debian-Security:12/stable-security [arm64])
+_INST = re.compile(r"^Inst (\S+) \[(\S+)\] \((\S+) (.+) \[(\S+)\]\)")
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"{proc.args}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def apt_upgrades(docker, image: str, platform: str) -> set[tuple[str, str, str, bool]]:
+    """apt's own answer: (package, installed, new, from the security suite) for each `Inst` line of
+    `apt-get -s upgrade` in ``image`` on ``platform``, with bookworm, -updates and -security in its sources."""
+    script = (f"printf '{APT_SOURCES}' > /etc/apt/sources.list && apt-get update -qq >/dev/null "
+              "&& apt-get -s -q upgrade")
+    rc, out, err = docker.run(image, ["-c", script], platform=platform, hardened=False, user="0", entrypoint="sh")
+    assert rc == 0, f"apt-get in {image} [{platform}] exited {rc}:\n{out}\n{err}"
+    found = set()
+    for line in out.splitlines():
+        m = _INST.match(line)
+        if m:
+            found.add((m[1], m[2], m[3], "Debian-Security" in m[4]))
+    assert "Inst " not in out or found, f"no Inst line parsed from:\n{out}"
+    return found
+
+
+def attested_predicates(runner, public_key: Path, ref: str, kind: str) -> list[dict]:
+    """The predicates of the ``kind`` attestations on ``ref`` that verify with ``public_key`` (the cosign CLI)."""
+    proc = ok(subprocess.run([runner.require("cosign"), "verify-attestation", "--type", kind, "--key", str(public_key),
+                              "--insecure-ignore-tlog=true", "--allow-http-registry", "--allow-insecure-registry",
+                              "--output", "json", ref], capture_output=True, text=True, timeout=120))
+    return [json.loads(base64.b64decode(json.loads(line)["payload"]))["predicate"]
+            for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def manifest_on(seeded, name: str, **overrides) -> dict:

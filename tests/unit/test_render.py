@@ -123,16 +123,13 @@ def own_ca(written: str = "certs/test-team-chain.pem", i: int = 0) -> CaFile:
 
 @pytest.fixture
 def settings(tmp_path) -> config.Settings:
-    """policy.security_fixes off: the renderer's output before security fixes, byte for byte (the golden
-    files of CASES); FIX_CASES render with the default, require."""
     shutil.copytree(TEST_CERTS, tmp_path / "certs")
-    return make_settings(tmp_path, policy={"security_fixes": "off"})
+    return make_settings(tmp_path)
 
 
 @pytest.fixture
-def fix_settings(tmp_path) -> config.Settings:
-    shutil.copytree(TEST_CERTS, tmp_path / "certs")
-    return make_settings(tmp_path)
+def fix_settings(settings) -> config.Settings:
+    return settings
 
 
 # --- golden files -------------------------------------------------------------------------------
@@ -180,10 +177,6 @@ CASES: dict[str, dict] = {
 }
 
 
-# The same manifests with policy.security_fixes at its default (require): golden/fixes-<case>.
-FIX_CASES = ("debian", "minimal", "alpine", "ubuntu", "parent", "org-ca-hardening", "distroless")
-
-
 def _golden_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -191,12 +184,6 @@ def _golden_files(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case, settings):
     _check_golden(render.render_manifest(make_manifest(settings, **CASES[case]), settings), GOLDEN / case)
-
-
-@pytest.mark.parametrize("case", FIX_CASES)
-def test_golden_with_security_fixes(case, fix_settings):
-    image = render.render_manifest(make_manifest(fix_settings, **CASES[case]), fix_settings)
-    _check_golden(image, GOLDEN / f"fixes-{case}")
 
 
 def _check_golden(image: render.RenderedImage, folder: Path) -> None:
@@ -218,7 +205,7 @@ def _check_golden(image: render.RenderedImage, folder: Path) -> None:
 
 
 def test_every_golden_folder_is_a_case():
-    assert {p.name for p in GOLDEN.iterdir() if p.is_dir()} == set(CASES) | {f"fixes-{c}" for c in FIX_CASES}
+    assert {p.name for p in GOLDEN.iterdir() if p.is_dir()} == set(CASES)
 
 
 # --- what every Dockerfile must (not) say --------------------------------------------------------
@@ -234,11 +221,16 @@ def _all_rendered(settings) -> dict[str, str]:
 def test_from_is_always_pinned_and_there_is_no_syntax_directive(settings):
     for where, dockerfile in _all_rendered(settings).items():
         assert not re.search(r"(?im)^#\s*syntax\s*=", dockerfile), where  # the frontend image cannot be pulled
+        stages = set()
         for line in logical_lines(dockerfile):
             if line.upper().startswith("FROM "):
                 ref = line.split()[-3] if " AS " in line else line.split()[-1]
-                assert ref in ("${BASE_REF}", "${HELPER_REF}", "scratch") or re.search(r"@sha256:[0-9a-f]{64}$", ref), \
-                    f"{where}: {line}"
+                # the org layer's stage choice names only stages of this file, each FROM a pinned base
+                chosen = ref == f"org-${{{render.ORG_LAYER_ARG}}}" and {"org-copy", "org-run"} <= stages
+                assert chosen or ref in ("${BASE_REF}", "${HELPER_REF}", "scratch") \
+                    or re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{where}: {line}"
+                if " AS " in line:
+                    stages.add(line.split()[-1])
 
 
 def test_every_dockerfile_ends_as_the_numeric_user(settings):
@@ -257,7 +249,10 @@ def test_apt_is_one_run_that_installs_creates_the_user_and_cleans(settings):
     dockerfile = text(image)
     assert instructions(dockerfile).count("RUN") == 1
     run = next(line for line in logical_lines(dockerfile) if line.startswith("RUN "))
-    for expected in ("apt-get update", "apt-get install -y --no-install-recommends ca-certificates netbase",
+    # the package lists are updated by apply-fixes.sh, first in the RUN (with the configured suites when asked)
+    assert f"sh {render.FIXES_SCRIPT_IN_BUILD} --apt bookworm main" in run
+    assert "apt-get update" in image.files[render.FIXES_SCRIPT].decode()
+    for expected in ("apt-get install -y --no-install-recommends ca-certificates netbase",
                      "update-ca-certificates", "groupadd -g 1001 app",
                      "useradd -l -u 1001 -g 1001 -M -d /nonexistent -s /usr/sbin/nologin app",
                      "rm -rf /var/lib/apt/lists/*", "/var/cache/apt/*.bin", "/var/cache/debconf/*-old",
@@ -396,12 +391,13 @@ def test_a_manifest_without_packages_gets_one_copy_from_a_helper_stage_of_the_up
     image = render.render_manifest(make_manifest(settings, timezone="Asia/Tokyo"), settings)
     lines = logical_lines(text(image))
     ref = f"docker.io/library/python:3.11.9-slim-bookworm@{DIGEST_A}"
-    assert lines[:2] == [f"FROM {ref} AS helper", "USER 0:0"]  # as root: a parent may end as the user
+    assert lines[:3] == [f"ARG {render.ORG_LAYER_ARG}=copy", f"FROM {ref} AS helper", "USER 0:0"]  # as root
     assert json.loads(next(line for line in lines if line.startswith("RUN "))[4:]) == [
         "/bin/sh", render.HELPER_SCRIPT_IN_STAGE, "--upstream", "--user", "app:1001:1001", "--ca-certificates",
         "--timezone", "Asia/Tokyo"]
-    assert [line.split()[0] for line in final_stage(text(image))][:2] == ["FROM", "COPY"]
-    assert final_stage(text(image))[:2] == [f"FROM {ref}", "COPY --from=helper /rootfs/ /"]
+    # without build args the org layer is the org-copy stage: one COPY, no RUN
+    assert _stage(text(image), "org-copy") == [f"FROM {ref} AS org-copy", "COPY --from=helper /rootfs/ /"]
+    assert final_stage(text(image))[0] == f"FROM org-${{{render.ORG_LAYER_ARG}}}"
     assert "RUN" not in [line.split()[0] for line in final_stage(text(image))]
     assert render.HELPER_SCRIPT in image.files
 
@@ -409,11 +405,12 @@ def test_a_manifest_without_packages_gets_one_copy_from_a_helper_stage_of_the_up
 def test_alpine_and_parent_images_without_packages_take_the_helper_path_too(settings):
     alpine = logical_lines(text(render.render_manifest(make_manifest(settings, **{**CASES["alpine"], "packages": ()}),
                                                        settings)))
-    assert alpine[0] == f"FROM docker.io/library/alpine:3.20.3@{DIGEST_C} AS helper"
+    assert alpine[:2] == [f"ARG {render.ORG_LAYER_ARG}=copy",
+                          f"FROM docker.io/library/alpine:3.20.3@{DIGEST_C} AS helper"]
     parent = logical_lines(text(render.render_manifest(make_manifest(settings, **{**CASES["parent"], "packages": ()}),
                                                        settings)))
-    assert parent[:2] == ["ARG BASE_REF", "FROM ${BASE_REF} AS helper"]
-    assert "FROM ${BASE_REF}" in parent and "COPY --from=helper /rootfs/ /" in parent
+    assert parent[:3] == ["ARG BASE_REF", f"ARG {render.ORG_LAYER_ARG}=copy", "FROM ${BASE_REF} AS helper"]
+    assert "FROM ${BASE_REF} AS org-copy" in parent and "COPY --from=helper /rootfs/ /" in parent
 
 
 def test_org_cas_reach_the_one_run_through_a_bind_mount(settings):
@@ -422,7 +419,8 @@ def test_org_cas_reach_the_one_run_through_a_bind_mount(settings):
     dockerfile = text(image)
     assert instructions(dockerfile).count("RUN") == 1 and "COPY" not in instructions(dockerfile)
     run = next(line for line in logical_lines(dockerfile) if line.startswith("RUN "))
-    assert run.startswith("RUN --mount=type=bind,source=certs,target=/tmp/factory-certs set -eux;")
+    assert run.startswith("RUN --mount=type=bind,source=certs,target=/tmp/factory-certs --mount=type=bind,"
+                          f"source={render.FIXES_SCRIPT},target={render.FIXES_SCRIPT_IN_BUILD} set -eux;")
     for expected in ("install -m 0644 /tmp/factory-certs/01-test-org-root-ca.crt /usr/local/share/ca-certificates/",
                      "update-ca-certificates", "> /etc/ssl/org-ca-certificates.crt"):
         assert expected in run
@@ -708,17 +706,19 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
 
 
 def test_cli_render_writes_and_check_fails_when_stale(tmp_path, capsys):
-    settings = make_settings(tmp_path, policy={"security_fixes": "off"})
+    settings = make_settings(tmp_path)
     (tmp_path / "manifests").mkdir()
     (tmp_path / "manifests" / "debian-12-slim.yaml").write_text(MANIFEST_YAML)
     conf = ["--config", str(tmp_path / "factory.yaml"), "--log-format", "json"]
 
     code, out, err = _cli([*conf, "render", "--check"], capsys)
     assert code == 1 and "+++ b/images/debian-12-slim/Dockerfile" in out
-    assert "5 rendered file(s) are stale" in err and "factory render" in err
+    # Dockerfile, factory-context.json, prepare-rootfs.sh, apply-fixes.sh and debug/{Dockerfile,factory-context.json}
+    assert "6 rendered file(s) are stale" in err and "factory render" in err
 
     code, out, _ = _cli([*conf, "render"], capsys)
-    assert code == 0 and "5 file(s) changed" in out
+    assert code == 0 and "6 file(s) changed" in out
+    assert (settings.images_dir / "debian-12-slim" / render.FIXES_SCRIPT).is_file()
     assert (settings.images_dir / "debian-12-slim" / "debug" / "Dockerfile").is_file()
 
     code, out, _ = _cli([*conf, "render", "--check", "debian-12-slim"], capsys)
@@ -738,11 +738,38 @@ def _stage(dockerfile: str, name: str) -> list[str]:
     return lines[start:end]
 
 
-def test_security_fixes_off_renders_neither_the_script_nor_its_arguments(settings):
-    for case, overrides in CASES.items():
-        image = render.render_manifest(make_manifest(settings, **overrides), settings)
-        assert render.FIXES_SCRIPT not in image.files, case
-        assert render.FIXES_ARG not in text(image) and render.ORG_LAYER_ARG not in text(image), case
+def test_the_policy_changes_no_rendered_file(tmp_path):
+    # policy.security_fixes decides the build args, never the context: switching it is not a rebuild for
+    # "manifest changed", and with off (no args) a build runs what it ran before security fixes existed
+    shutil.copytree(TEST_CERTS, tmp_path / "certs")
+    rendered = {}
+    for policy in ("off", "warn", "require"):
+        s = make_settings(tmp_path, policy={"security_fixes": policy})
+        rendered[policy] = {case: render.render_manifest(make_manifest(s, **o), s).files for case, o in CASES.items()}
+    assert rendered["off"] == rendered["warn"] == rendered["require"]
+
+
+def test_without_build_args_the_script_uses_the_images_own_sources_and_upgrades_nothing(settings):
+    image = render.render_manifest(make_manifest(settings, packages=("netbase",)), settings)
+    assert f"ARG {render.SUITES_ARG}=image" in logical_lines(text(image))
+    script = image.files[render.FIXES_SCRIPT].decode()
+    assert 'suites=${ARCHIVE_SUITES:-image}' in script and 'fixes=${SECURITY_FIXES:-}' in script
+    assert 'if [ "$suites" = configured ]; then' in script  # the configured mirrors only when asked for
+
+
+def test_fixes_build_args():
+    hardening_only = make_manifest(config.load(None, environ={}), packages=())
+    assert render.fixes_build_args(hardening_only, ["libpam0g", "apt", "apt"]) == {
+        render.SUITES_ARG: "configured", render.FIXES_ARG: "apt libpam0g", render.ORG_LAYER_ARG: "run"}
+    assert render.fixes_build_args(hardening_only, []) == {render.SUITES_ARG: "configured", render.FIXES_ARG: ""}
+    with_packages = make_manifest(config.load(None, environ={}), packages=("netbase",))
+    assert render.ORG_LAYER_ARG not in render.fixes_build_args(with_packages, ["apt"])
+
+
+def test_applies_fixes_follows_the_policy_and_the_package_manager(tmp_path):
+    on, off = make_settings(tmp_path), make_settings(tmp_path, policy={"security_fixes": "off"})
+    assert render.applies_fixes(make_manifest(on), on) and not render.applies_fixes(make_manifest(off), off)
+    assert not render.applies_fixes(make_manifest(on, **CASES["distroless"]), on)
 
 
 def test_an_apt_image_with_packages_applies_the_fixes_first_in_its_one_run(fix_settings):
@@ -769,7 +796,7 @@ def test_a_hardening_only_image_chooses_the_copy_or_the_run_stage_by_a_build_arg
     ref = f"docker.io/library/python:3.11.9-slim-bookworm@{DIGEST_A}"
     assert _stage(dockerfile, "org-copy") == [f"FROM {ref} AS org-copy", "COPY --from=helper /rootfs/ /"]
     run_stage = _stage(dockerfile, "org-run")
-    assert [line.split()[0] for line in run_stage] == ["FROM", "USER", "ARG", "RUN"]  # one layer either way
+    assert [line.split()[0] for line in run_stage] == ["FROM", "USER", "ARG", "ARG", "RUN"]  # one layer either way
     assert f"sh {render.FIXES_SCRIPT_IN_BUILD} --apt bookworm main" in run_stage[-1]
     assert "ln -snf /usr/share/zoneinfo/Asia/Tokyo /etc/localtime" in run_stage[-1]  # the same hardening
     assert final_stage(dockerfile)[0] == f"FROM org-${{{render.ORG_LAYER_ARG}}}"

@@ -199,3 +199,24 @@ def test_a_key_problem_or_a_crash_is_not_tried_again(tmp_path, answer):
     with pytest.raises(CommandError):
         retrying_signer(tmp_path, runner).sign(f"ghcr.io/myorg/base@{DIGEST}")
     assert len(runner.calls) == 1
+
+
+def test_keyless_verify_takes_the_identity_from_the_settings(tmp_path):
+    regexp = r"^https://github\.com/myorg/base/\.github/workflows/(release|nightly)\.yml@refs/heads/main$"
+    s = signer(tmp_path, keyless=True, tlog_upload=True, certificate_identity_regexp=regexp,
+               certificate_oidc_issuer="https://token.actions.githubusercontent.com")
+    argv = s.verify_attestation_argv(f"ghcr.io/myorg/base@{DIGEST}", "cyclonedx")
+    assert argv[argv.index("--certificate-identity-regexp") + 1] == regexp
+    assert argv[argv.index("--certificate-oidc-issuer") + 1] == "https://token.actions.githubusercontent.com"
+    assert "--key" not in argv and "--insecure-ignore-tlog=true" not in argv
+
+
+def test_keyless_identity_settings_come_from_factory_yaml_and_the_environment(tmp_path):
+    cfg = tmp_path / "factory.yaml"
+    cfg.write_text("signing: {keyless: true, tlog_upload: true, certificate_oidc_issuer: 'https://issuer.example'}\n")
+    s = config.load(cfg, environ={"FACTORY_CERTIFICATE_IDENTITY_REGEXP": "^https://ci.example/.+$"})
+    assert (s.signing.certificate_identity_regexp, s.signing.certificate_oidc_issuer) == (
+        "^https://ci.example/.+$", "https://issuer.example")
+    cfg.write_text("signing: {certificate_oidc_issuer: 'not a url'}\n")
+    with pytest.raises(ConfigError, match="certificate_oidc_issuer"):
+        config.load(cfg, environ={})
