@@ -12,8 +12,9 @@ database (busybox-like, scratch) costs no archive request.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +122,19 @@ def base_fixes(m: Manifest, settings: Settings, registry_for: Callable[[str], Re
     registry = registry_for(ref.registry)
     _, manifests = platform_digests(registry, ref.repository, base_digest)
     found: dict[str, tuple[Fix, ...]] = {}
+    suites: set[tuple[str, str, str]] = set()
     for platform in (str(p) for p in m.platforms):
         installed = base_packages(registry, ref.repository, manifests[platform], release.distro)
         if installed:  # no package database: nothing to upgrade, and no archive is read for it
             index = archives.index_for(release.distro, release.codename, platform)
             found[platform] = pending_fixes(installed, index).security
-    return BaseFixes(found, fix_args(m, found))
+            suites |= {(s.mirror, s.name, s.date.isoformat() if s.date else "") for s in index.suites()}
+    return BaseFixes(found, fix_args(m, found, archive_state(suites)))
+
+
+def archive_state(suites: Iterable[tuple[str, str, str]]) -> str:
+    """A short digest of the (mirror, suite, index date) read: equal for one state of the archive."""
+    return hashlib.sha256(json.dumps(sorted(suites)).encode()).hexdigest()[:16]
 
 
 def fixes_apply(m: Manifest, settings: Settings) -> bool:
@@ -144,8 +152,9 @@ def base_packages(registry: Registry, repository: str, manifest_digest: str,
     return package_database(distro, content) if content is not None else ()
 
 
-def fix_args(m: Manifest, fixes: Mapping[str, Sequence[Fix]]) -> dict[str, str]:
+def fix_args(m: Manifest, fixes: Mapping[str, Sequence[Fix]], state: str) -> dict[str, str]:
     """The build args of the base's security fixes: the renderer's contract (fixes_build_args) with the sorted
     union over the platforms of the packages with a security fix (one not installed on a platform is skipped
     there by apt's --only-upgrade)."""
-    return fixes_build_args(m, (f.package for found in fixes.values() for f in found if f.kind == "security"))
+    names = (f.package for found in fixes.values() for f in found if f.kind == "security")
+    return fixes_build_args(m, names, state)

@@ -129,6 +129,10 @@ ORG_LAYER_ARG = "ORG_LAYER"  # hardening-only images: "copy" (the default) or "r
 # "image" (the default): the base image's own package sources, as a plain build always used them;
 # "configured": also the configured mirrors' release, -updates and -security suites (policy not off).
 SUITES_ARG = "ARCHIVE_SUITES"
+# A digest of the suites and index dates the fixes were computed from. Unused by the RUN, but a build arg
+# of its stage, so it is in BuildKit's cache key: a cached org layer is never reused after the archive moved
+# on (the same SECURITY_FIXES may then mean newer versions, and packages the layer installs may have fixes).
+STATE_ARG = "ARCHIVE_STATE"
 
 # Org CA certificates: certs/<NN>-<stem>.crt in the context (one certificate each), read in the build
 # from CERTS_IN_BUILD (a bind mount in the RUN, a COPY in a helper stage), and in the image:
@@ -611,7 +615,7 @@ def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes:
     if fixes:
         lines += ["# Security fixes (docs/security-fixes.md): the builder passes the configured suites and the",
                   "# packages to upgrade; by default the image's own sources, no upgrade. apply-fixes.sh is mounted.",
-                  f"ARG {SUITES_ARG}=image", f"ARG {FIXES_ARG}"]
+                  f"ARG {SUITES_ARG}=image", f"ARG {STATE_ARG}", f"ARG {FIXES_ARG}"]
         mounts.append(f"type=bind,source={FIXES_SCRIPT},target={FIXES_SCRIPT_IN_BUILD}")
     return [*lines, _run(commands, mounts)]
 
@@ -622,13 +626,13 @@ def applies_fixes(m: Manifest, settings: Settings) -> bool:
     return settings.policy.security_fixes != "off" and _fixes_command(m, settings) is not None
 
 
-def fixes_build_args(m: Manifest, packages: Iterable[str]) -> dict[str, str]:
+def fixes_build_args(m: Manifest, packages: Iterable[str], archive_state: str) -> dict[str, str]:
     """The build args with which the rendered Dockerfile applies security fixes: the configured suites, the
     packages to upgrade, and for a hardening-only image with any to upgrade the org-run stage (the one COPY
     of the org-copy stage cannot upgrade packages). Without these args a build is what it was before
     security fixes: the image's own sources, nothing upgraded, the COPY."""
     names = sorted(set(packages))
-    args = {SUITES_ARG: "configured", FIXES_ARG: " ".join(names)}
+    args = {SUITES_ARG: "configured", STATE_ARG: archive_state, FIXES_ARG: " ".join(names)}
     if names and m.has_shell and not m.packages:
         args[ORG_LAYER_ARG] = "run"
     return args

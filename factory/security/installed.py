@@ -20,13 +20,14 @@ installed packages only, one record of ``X:value`` lines each (``P`` name, ``V``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from debian.deb822 import Deb822
 from packageurl import PackageURL
 
+from factory.build import sbom as sbom_format
 from factory.core.errors import LayoutError, SbomError
 
 Ecosystem = Literal["deb", "apk"]
@@ -61,7 +62,7 @@ def installed_packages(sbom: Mapping[str, Any]) -> tuple[InstalledPackage, ...]:
     types (pypi, npm, the operating system itself) are not the package manager's and are left out.
     A deb/apk purl that does not parse is an ``SbomError``: a package silently dropped could hide a fix."""
     found = {}
-    for component in _components(sbom):
+    for component in sbom_format.components(sbom):
         purl = str(component.get("purl") or "")
         if not purl.startswith(("pkg:deb/", "pkg:apk/")):
             continue
@@ -103,16 +104,6 @@ def _source(component: Mapping[str, Any], qualifiers: Mapping[str, str]) -> str:
             return str(prop["value"])
     upstream = qualifiers.get("upstream", "")
     return upstream.partition("@")[0].strip()
-
-
-def _components(sbom: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """Every component, depth first (CycloneDX nests components inside components)."""
-    stack = list(reversed(sbom.get("components") or []))
-    while stack:
-        component = stack.pop()
-        if isinstance(component, Mapping):
-            yield component
-            stack.extend(reversed(component.get("components") or []))
 
 
 def package_database(distro: str, content: bytes) -> tuple[InstalledPackage, ...]:

@@ -759,11 +759,13 @@ def test_without_build_args_the_script_uses_the_images_own_sources_and_upgrades_
 
 def test_fixes_build_args():
     hardening_only = make_manifest(config.load(None, environ={}), packages=())
-    assert render.fixes_build_args(hardening_only, ["libpam0g", "apt", "apt"]) == {
-        render.SUITES_ARG: "configured", render.FIXES_ARG: "apt libpam0g", render.ORG_LAYER_ARG: "run"}
-    assert render.fixes_build_args(hardening_only, []) == {render.SUITES_ARG: "configured", render.FIXES_ARG: ""}
+    assert render.fixes_build_args(hardening_only, ["libpam0g", "apt", "apt"], "s1") == {
+        render.SUITES_ARG: "configured", render.STATE_ARG: "s1", render.FIXES_ARG: "apt libpam0g",
+        render.ORG_LAYER_ARG: "run"}
+    assert render.fixes_build_args(hardening_only, [], "s1") == {
+        render.SUITES_ARG: "configured", render.STATE_ARG: "s1", render.FIXES_ARG: ""}
     with_packages = make_manifest(config.load(None, environ={}), packages=("netbase",))
-    assert render.ORG_LAYER_ARG not in render.fixes_build_args(with_packages, ["apt"])
+    assert render.ORG_LAYER_ARG not in render.fixes_build_args(with_packages, ["apt"], "s1")
 
 
 def test_applies_fixes_follows_the_policy_and_the_package_manager(tmp_path):
@@ -796,7 +798,7 @@ def test_a_hardening_only_image_chooses_the_copy_or_the_run_stage_by_a_build_arg
     ref = f"docker.io/library/python:3.11.9-slim-bookworm@{DIGEST_A}"
     assert _stage(dockerfile, "org-copy") == [f"FROM {ref} AS org-copy", "COPY --from=helper /rootfs/ /"]
     run_stage = _stage(dockerfile, "org-run")
-    assert [line.split()[0] for line in run_stage] == ["FROM", "USER", "ARG", "ARG", "RUN"]  # one layer either way
+    assert [line.split()[0] for line in run_stage] == ["FROM", "USER", "ARG", "ARG", "ARG", "RUN"]  # one layer
     assert f"sh {render.FIXES_SCRIPT_IN_BUILD} --apt bookworm main" in run_stage[-1]
     assert "ln -snf /usr/share/zoneinfo/Asia/Tokyo /etc/localtime" in run_stage[-1]  # the same hardening
     assert final_stage(dockerfile)[0] == f"FROM org-${{{render.ORG_LAYER_ARG}}}"

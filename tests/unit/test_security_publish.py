@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -136,17 +137,28 @@ def fix(package: str, installed: str = "1", candidate: str = "2", *, kind: str =
 def test_the_union_of_the_platforms_sorted_and_org_layer_run_for_a_hardening_only_image():
     m = make_manifest(packages=())
     args = inputs.fix_args(m, {"linux/amd64": (fix("tzdata"), fix("libpam0g")),
-                               "linux/arm64": (fix("tzdata"), fix("libzstd1"), fix("apt", kind="update"))})
-    assert args == {"ARCHIVE_SUITES": "configured", "SECURITY_FIXES": "libpam0g libzstd1 tzdata", "ORG_LAYER": "run"}
+                               "linux/arm64": (fix("tzdata"), fix("libzstd1"), fix("apt", kind="update"))}, "s1")
+    assert args == {"ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": "s1", "SECURITY_FIXES": "libpam0g libzstd1 tzdata",
+                    "ORG_LAYER": "run"}
 
 
 def test_no_fixes_leave_org_layer_unset_and_an_image_with_packages_never_sets_it():
-    assert inputs.fix_args(make_manifest(packages=()), {"linux/amd64": ()}) == {
-        "ARCHIVE_SUITES": "configured", "SECURITY_FIXES": ""}
-    assert inputs.fix_args(make_manifest(packages=()), {"linux/amd64": (fix("apt", kind="update"),)}) == {
-        "ARCHIVE_SUITES": "configured", "SECURITY_FIXES": ""}
-    assert inputs.fix_args(make_manifest(packages=("curl",)), {"linux/amd64": (fix("tzdata"),)}) == {
-        "ARCHIVE_SUITES": "configured", "SECURITY_FIXES": "tzdata"}
+    assert inputs.fix_args(make_manifest(packages=()), {"linux/amd64": ()}, "s1") == {
+        "ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": "s1", "SECURITY_FIXES": ""}
+    assert inputs.fix_args(make_manifest(packages=()), {"linux/amd64": (fix("apt", kind="update"),)}, "s1") == {
+        "ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": "s1", "SECURITY_FIXES": ""}
+    assert inputs.fix_args(make_manifest(packages=("curl",)), {"linux/amd64": (fix("tzdata"),)}, "s1") == {
+        "ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": "s1", "SECURITY_FIXES": "tzdata"}
+
+
+def test_the_archive_state_changes_when_a_suite_is_republished_and_only_then():
+    read = {("http://deb.debian.org/debian", "bookworm", "2026-11-08T10:00:00+00:00"),
+            ("http://security.debian.org/debian-security", "bookworm-security", "2026-11-30T20:00:00+00:00")}
+    again = set(read)
+    republished = (read - {max(read)}) | {("http://security.debian.org/debian-security", "bookworm-security",
+                                           "2026-12-01T08:00:00+00:00")}
+    assert inputs.archive_state(read) == inputs.archive_state(sorted(again, reverse=True))
+    assert inputs.archive_state(read) != inputs.archive_state(republished)
 
 
 def _tar_gz(files: dict[str, bytes]) -> bytes:
@@ -228,7 +240,9 @@ def test_the_base_package_database_read_from_its_layers_gives_the_fixes_of_each_
     ref, digest = base_ref(registry)
     found = inputs.base_fixes(make_manifest(packages=()), settings, lambda host: registry, ref, digest,  # type: ignore
                               archives)
-    assert found.args == {"ARCHIVE_SUITES": "configured", "SECURITY_FIXES": "libpam0g tzdata", "ORG_LAYER": "run"}
+    assert found.args == {"ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": found.args["ARCHIVE_STATE"],
+                          "SECURITY_FIXES": "libpam0g tzdata", "ORG_LAYER": "run"}
+    assert re.fullmatch(r"[0-9a-f]{16}", found.args["ARCHIVE_STATE"])
     # The same status file on both: its amd64 libpam0g is a foreign package on arm64, not matched there.
     assert {p: [f.package for f in fixes] for p, fixes in found.fixes.items()} == {
         "linux/amd64": ["libpam0g", "tzdata"], "linux/arm64": ["tzdata"]}
@@ -241,7 +255,8 @@ def test_a_base_without_a_package_database_costs_no_archive_request(settings):
     ref, digest = base_ref(registry)
     found = inputs.base_fixes(make_manifest(packages=()), settings, lambda host: registry, ref, digest,  # type: ignore
                               archives)
-    assert (found.fixes, found.args) == ({}, {"ARCHIVE_SUITES": "configured", "SECURITY_FIXES": ""})
+    assert (found.fixes, found.args) == ({}, {"ARCHIVE_SUITES": "configured", "ARCHIVE_STATE": inputs.archive_state(()),
+                                             "SECURITY_FIXES": ""})
     assert archives.asked == []
 
 
