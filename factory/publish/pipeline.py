@@ -91,8 +91,12 @@ def nightly(ctx: RunContext, *, branch: str | None = None, commit: bool = True) 
         notes += plan_notes(planned)
         unchecked = unchecked_lines(fixes)
         if not planned.to_build():
-            log.get("nightly").info("nothing drifted, nothing changed, no security fix pending: no builds")
-            notes.append("nothing drifted, nothing changed and no security fix pending: no builds")
+            # "no security fix pending" only when it was checked: with the policy off nothing was
+            checked = settings.policy.security_fixes != "off"
+            quiet = ("nothing drifted, nothing changed and no security fix pending: no builds" if checked
+                     else "nothing drifted and nothing changed: no builds")
+            log.get("nightly").info(quiet)
+            notes.append(quiet)
             report = RunReport(run_id="nightly", started=utc_now(), finished=utc_now(), notes=notes)
             ci.summary(markdown_summary(report))
             return Nightly(report, unchecked)
