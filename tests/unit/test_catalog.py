@@ -4,9 +4,7 @@ schema."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,21 +15,10 @@ from factory.consume import catalog, site
 from factory.consume.catalog import Collector, eol_status, floating_tags_of, prefixes_in
 from factory.consume.changelog import PackageVersion, VersionChange
 from factory.spec import manifest
+from tests import bintools
 from tests.unit.catalog_fakes import FakeRegistry, FakeSigner, bom, labels, settings
 
-
-def _load_catalogdoc():
-    # bin/catalogdoc.py is a developer's tool outside the runtime package: loaded from its file.
-    path = Path(__file__).resolve().parents[2] / "bin" / "catalogdoc.py"
-    spec = importlib.util.spec_from_file_location("catalogdoc", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["catalogdoc"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-catalogdoc = _load_catalogdoc()
+catalogdoc = bintools.load("catalogdoc")
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

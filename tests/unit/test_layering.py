@@ -5,21 +5,16 @@ context) sits between the data sources and the stages that use it."""
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 from pathlib import Path
+
+from tests import bintools
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "factory"
 
 
 def _order() -> list[str]:
-    spec = importlib.util.spec_from_file_location("layoutdoc", ROOT / "bin" / "layoutdoc.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["layoutdoc"] = module
-    spec.loader.exec_module(module)
-    order = list(module.ORDER)
+    order = list(bintools.load("layoutdoc").ORDER)
     order.insert(order.index("ops"), "context")  # imports adapters, spec and oci; publish takes it
     return order
 

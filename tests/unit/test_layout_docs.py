@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from tests import bintools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_layoutdoc():
-    # bin/layoutdoc.py is a developer's tool outside the runtime package: loaded from its file.
-    spec = importlib.util.spec_from_file_location("layoutdoc", ROOT / "bin" / "layoutdoc.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["layoutdoc"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-layoutdoc = _load_layoutdoc()
+layoutdoc = bintools.load("layoutdoc")
 
 
 def test_readme_layout_section_is_current():

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 from factory.spec import config, manifest, schemas
+from tests import bintools
 
-
-def _load_docgen():
-    # bin/docgen.py is a developer's tool outside the runtime package: loaded from its file.
-    path = Path(__file__).resolve().parents[2] / "bin" / "docgen.py"
-    spec = importlib.util.spec_from_file_location("docgen", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["docgen"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-docgen = _load_docgen()
+docgen = bintools.load("docgen")
 
 
 def test_the_committed_doc_is_current():
