@@ -24,8 +24,8 @@ The cache ids are new for each run of this script, so the first image starts wit
 a fresh builder. BuildKit's layer cache stays on, as publish has it (`--no-cache` also empties cache
 mounts); every build's RUN starts with a different no-op (`: bench-<run>-<variant>`) so that no RUN is
 answered from an earlier build. The fixes' build args are what publish passes (`fixes_build_args`: the
-configured suites, and as SECURITY_FIXES the packages for which bookworm-security has a newer version
-than the upstream carries, its dpkg database against the factory's verified archive index).
+configured suites, the archive state, and as SECURITY_FIXES the packages for which bookworm-security has
+a newer version than the upstream carries, its dpkg database against the factory's verified archive index).
 Bytes: every build's apt goes through a counting HTTP proxy on the docker bridge's gateway address (the
 predefined build arg `http_proxy`, which is in no layer and no cache key); it counts the bodies apt
 received, and the 304 answers (an index apt already has). Layers: today's rendering of the first image
@@ -69,6 +69,7 @@ from factory.build.buildx import BuildRequest, BuiltImage, build  # noqa: E402
 from factory.core import log  # noqa: E402
 from factory.core.platforms import parse_all  # noqa: E402
 from factory.ops.seed import Seeded, Seeder  # noqa: E402
+from factory.publish.inputs import archive_state  # noqa: E402
 from factory.render import contexts as render  # noqa: E402
 from factory.security.fixes import pending_fixes  # noqa: E402
 from factory.security.installed import InstalledPackage  # noqa: E402
@@ -227,8 +228,9 @@ def variant(dockerfile: str, name: str, cache_id: str, nonce: str) -> str:
     return _replace_once(dockerfile, pairs)
 
 
-def security_fixes(docker: Docker, runner: Runner, settings: config.Settings, seeded: Seeded) -> str:
-    """The SECURITY_FIXES publish passes: the upstream's packages with a newer version in bookworm-security."""
+def security_fixes(docker: Docker, runner: Runner, settings: config.Settings, seeded: Seeded) -> tuple[str, str]:
+    """(SECURITY_FIXES, ARCHIVE_STATE) as publish passes them: the upstream's packages with a newer version in
+    bookworm-security, and the state of the archive read."""
     fmt = r"${binary:Package}\t${Version}\t${Architecture}\t${source:Package}\n"
     docker.client.image.pull(seeded.ref, quiet=True, platform="linux/amd64")  # quietly: stdout is for numbers
     rc, out, err = docker.run(seeded.ref, ["-W", f"-f={fmt}"], platform="linux/amd64", hardened=False,
@@ -241,7 +243,8 @@ def security_fixes(docker: Docker, runner: Runner, settings: config.Settings, se
         installed.append(InstalledPackage(name.split(":")[0], version, arch, source, "deb", ""))
     with requests.Session() as session:
         index = Archives(settings.archives, session, runner).index_for("debian", "bookworm", "linux/amd64")
-    return " ".join(sorted(f.package for f in pending_fixes(installed, index).security))
+    state = archive_state((x.mirror, x.name, x.date.isoformat() if x.date else "") for x in index.suites())
+    return " ".join(sorted(f.package for f in pending_fixes(installed, index).security)), state
 
 
 @dataclass(frozen=True)
@@ -330,13 +333,13 @@ def main(argv: list[str] | None = None) -> int:
                 name = "without" if label == "again" else label
                 dockerfile = variant(text, name, f"bench-apt-{run_id}", f"bench-{run_id}-{label}")
                 (context / f"Dockerfile.{label}").write_text(dockerfile)
-        fixes = security_fixes(docker, runner, settings, seeded)
+        fixes, state = security_fixes(docker, runner, settings, seeded)
         traffic = Traffic()
         proxy = counting_proxy(bridge_gateway(docker), traffic)
         host, port = proxy.server_address[:2]
         # What publish passes (the same for every image here: all have packages), and the proxy.
         first = next(iter(manifest.load_all(settings).values()))
-        build_args = {**BUILD_ARGS, **render.fixes_build_args(first, fixes.split()),
+        build_args = {**BUILD_ARGS, **render.fixes_build_args(first, fixes.split(), state),
                       "http_proxy": f"http://{host!s}:{port}"}
         runs: dict[str, tuple[float, list[Built]]] = {}
         for label in builds:

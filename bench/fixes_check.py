@@ -357,13 +357,14 @@ def main() -> None:
     print(f"  archive requests:                 {ours.archive_requests:6d}, {_mb(ours.archive_bytes)} downloaded "
           "(each index once per run)")
     print()
+    sampled = [p for p, runs in per_platform.items() if runs]  # extrapolated over these platforms only
     print(f"naive, apt-get -s upgrade per image and platform: measured {len(naive)}, extrapolated to "
-          f"{2 * args.images}")
+          f"{len(sampled) * args.images} ({', '.join(sampled)})")
     for p, runs in per_platform.items():
         if runs:
             print(f"  {p:<12} measured {len(runs)}: {mean(n.seconds for n in runs):6.1f} s and "
                   f"{_mb(int(mean(n.fetched for n in runs)))} (apt's 'Fetched') per container")
-    print(f"  extrapolated to {2 * args.images}:              {naive_seconds:8.1f} s wall (one at a time), "
+    print(f"  extrapolated to {len(sampled) * args.images}:              {naive_seconds:8.1f} s wall (one at a time), "
           f"{_mb(int(naive_bytes))} from the archive")
     print(f"  security fixes the sampled containers list == the factory's for the same image and platform: "
           f"{'yes' if agree else 'NO'}")
