@@ -15,7 +15,6 @@ from pathlib import Path
 from factory.adapters.docker import Docker
 from factory.core import log, platforms, progress
 from factory.core.errors import BuildFailed, CommandError
-from factory.core.labels import created_timestamp as created_timestamp  # defined with the labels it fills
 from factory.oci.layout import OciLayout
 
 

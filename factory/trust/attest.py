@@ -13,10 +13,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-# The predicate types are the contract with consumers: defined once, in core/labels.py.
-from factory.core.labels import CONFORMANCE_PREDICATE_TYPE as CONFORMANCE_PREDICATE_TYPE
-from factory.core.labels import CYCLONEDX_PREDICATE_TYPE as CYCLONEDX_PREDICATE_TYPE
-from factory.core.labels import SLSA_PROVENANCE_TYPE as SLSA_PROVENANCE_TYPE
+# The predicate types (CONFORMANCE_PREDICATE_TYPE ...) are the contract with consumers: defined once, in
+# core/labels.py.
 
 # cosign's --type for SLSA v1 provenance (it writes SLSA_PROVENANCE_TYPE as the predicateType).
 SLSA_COSIGN_TYPE = "slsaprovenance1"

@@ -54,7 +54,7 @@ def test_debian_image_publishes_signed_attested_and_hardened(ws, seeded_debian, 
     for digest in platforms.values():
         out = cosign(runner, settings, "verify-attestation", "--type", "cyclonedx", ws.ref(digest))
         assert out.returncode == 0, out.stderr
-    from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
+    from factory.core.labels import CONFORMANCE_PREDICATE_TYPE
 
     for kind in (CONFORMANCE_PREDICATE_TYPE, "slsaprovenance1"):
         out = cosign(runner, settings, "verify-attestation", "--type", kind, ws.ref(index))

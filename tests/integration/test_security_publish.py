@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
+from factory.core.labels import CONFORMANCE_PREDICATE_TYPE
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.workspace import (
     INDEX_ACCEPT,

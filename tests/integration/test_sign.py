@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from factory.build.imagetest import CheckResult
+from factory.core import labels
 from factory.core.errors import CommandError, VerificationFailed
 from factory.oci.registry import Registry
 from factory.trust import attest
@@ -89,7 +90,7 @@ def signed(keyed, runner, docker, tmp_path_factory) -> Signed:
         platform_results={p: [CheckResult("config-user", p, d, True, "USER 1001:1001"),
                               CheckResult("no-setuid", p, d, True, "none")] for p, d in platforms.items()},
         policy_rules=["POL-001", "POL-004"], waivers=[], factory_version="test")
-    signer.attest(f"{repo}@{index}", conformance, attest.CONFORMANCE_PREDICATE_TYPE)
+    signer.attest(f"{repo}@{index}", conformance, labels.CONFORMANCE_PREDICATE_TYPE)
     return Signed(keyed, repo, f"{repo}:v1", index, platforms, conformance)
 
 
@@ -126,18 +127,18 @@ def test_the_cosign_cli_verifies_an_sbom_on_every_platform(signed, runner):
         out = cosign(runner, pub, "verify-attestation", "--type", "cyclonedx", signed.ref(digest))
         assert out.returncode == 0, out.stderr
         statement = json.loads(base64.b64decode(json.loads(out.stdout.splitlines()[0])["payload"]))
-        assert statement["predicateType"] == attest.CYCLONEDX_PREDICATE_TYPE
+        assert statement["predicateType"] == labels.CYCLONEDX_PREDICATE_TYPE
         assert statement["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")
         assert statement["predicate"]["metadata"]["component"]["name"] == platform
 
 
 def test_the_cosign_cli_verifies_the_conformance_attestation(signed, runner):
     pub = signed.settings.dev_key.with_suffix(".pub")
-    out = cosign(runner, pub, "verify-attestation", "--type", attest.CONFORMANCE_PREDICATE_TYPE,
+    out = cosign(runner, pub, "verify-attestation", "--type", labels.CONFORMANCE_PREDICATE_TYPE,
                  signed.ref(signed.index))
     assert out.returncode == 0, out.stderr
     statement = json.loads(base64.b64decode(json.loads(out.stdout.splitlines()[0])["payload"]))
-    assert statement["predicateType"] == attest.CONFORMANCE_PREDICATE_TYPE
+    assert statement["predicateType"] == labels.CONFORMANCE_PREDICATE_TYPE
     assert statement["predicate"] == signed.conformance
     # The SBOMs were attached to the platform manifests, not to the index.
     assert cosign(runner, pub, "verify-attestation", "--type", "cyclonedx", signed.ref(signed.index)).returncode != 0
@@ -145,7 +146,7 @@ def test_the_cosign_cli_verifies_the_conformance_attestation(signed, runner):
 
 def test_the_signer_reads_back_decoded_statements(signed, runner):
     signer = Signer(signed.settings, runner)
-    statements = signer.verify_attestation(signed.ref(signed.index), attest.CONFORMANCE_PREDICATE_TYPE)
+    statements = signer.verify_attestation(signed.ref(signed.index), labels.CONFORMANCE_PREDICATE_TYPE)
     assert [s["predicate"] for s in statements] == [signed.conformance]
     assert signer.verify(signed.ref(signed.index))[0]["critical"]["image"]["docker-manifest-digest"] == signed.index
 

@@ -1,7 +1,7 @@
 import pytest
 
 from factory.build import buildx as build
-from factory.core import platforms
+from factory.core import labels, platforms
 
 
 def binfmt(tmp_path, **handlers):
@@ -25,7 +25,7 @@ def test_foreign_platform_needs_an_enabled_handler(tmp_path, monkeypatch):
 
 
 def test_created_timestamp_is_rfc3339_utc():
-    assert build.created_timestamp(1704067200) == "2024-01-01T00:00:00Z"
+    assert labels.created_timestamp(1704067200) == "2024-01-01T00:00:00Z"
 
 
 BUILDKIT_FAILURE = """\

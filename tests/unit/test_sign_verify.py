@@ -3,7 +3,7 @@
 import pytest
 
 from factory.core.errors import VerificationFailed
-from factory.trust.attest import CONFORMANCE_PREDICATE_TYPE
+from factory.core.labels import CONFORMANCE_PREDICATE_TYPE
 from factory.trust.verify import (
     Finding,
     VerifyReport,
