@@ -37,13 +37,13 @@ test: services  ## everything CI runs: checks, unit tests, integration tests aga
 	$(FACTORY) doctor
 	$(MAKE) --no-print-directory check
 	$(PYTEST) tests/unit -q
-	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/integration -q --durations=25
 
 unit: venv
 	$(PYTEST) tests/unit -q
 
 integration: services
-	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/integration -q --durations=25
 
 check: venv  ## types (mypy --strict), lint (ruff), and the repository's manifests and rendered contexts
 	$(BIN)/mypy

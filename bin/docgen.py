@@ -66,6 +66,9 @@ tests:
 #   - rule: POL-006
 #     reason: migration to Debian 13 is scheduled for Q1
 #     expires: 2027-03-31
+# deprecated:                        # app teams are told to move (catalog, verify, check-dockerfile)
+#   successor: python-3.12-slim-bookworm
+#   reason: Python 3.11 ends its security support in October 2027
 """
 
 # Where a manifest key's default comes from factory.yaml (config.schema.json), not the manifest schema.

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
 from factory import __version__
 from factory.adapters import ci, gitinfo
-from factory.consume import changelog, freshness, site
+from factory.build import vulndb
+from factory.consume import appteams, changelog, freshness, site
+from factory.consume import lifecycle as lifecycle_mod
+from factory.consume import prune as prune_mod
 from factory.context import RunContext
-from factory.core import log, platforms
+from factory.core import console, log, platforms
 from factory.core.errors import (
     EXIT_BUG,
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    BasesRefused,
     DoctorFailed,
     DriftFound,
     FactoryError,
@@ -47,6 +53,8 @@ from factory.trust import sign
 from factory.trust import verify as verify_mod
 
 pass_ctx = click.make_pass_decorator(RunContext)
+TRIVY_DB = "trivy-db"  # `factory seed trivy-db`
+LIVE = "factory.live"  # click meta key: show the live view (factory.core.console) on this terminal
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,12 +62,14 @@ pass_ctx = click.make_pass_decorator(RunContext)
               help="factory.yaml to use (default: ./factory.yaml, else built-in defaults).")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
               show_default=True, help="auto: JSON lines when stderr is not a terminal or CI is set.")
-@click.option("-v", "--verbose", count=True, help="Debug logs (commands run, timings).")
+@click.option("-v", "--verbose", count=True,
+              help="Debug logs (commands run, timings); on a terminal, the logs instead of the live view.")
 @click.version_option(__version__, prog_name="factory")
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: Path | None, log_format: log.LogFormat, verbose: int) -> None:
     """Build, test, sign and publish the organisation's container base images."""
     log.configure(log_format, verbose)  # click.Choice above admits only the LogFormat values
+    click_ctx.meta[LIVE] = log.live_wanted(log_format, verbose)
     click_ctx.obj = RunContext(config_path)
 
 
@@ -77,12 +87,18 @@ def doctor(ctx: RunContext) -> None:
 @click.argument("names", nargs=-1)
 @pass_ctx
 def seed(ctx: RunContext, names: tuple[str, ...]) -> None:
-    """Push locally made upstream images (busybox, noshell, debian) to the registry; print their refs.
+    """Push locally made upstream images (busybox, noshell, debian) and the scanner's database (trivy-db: the
+    test database's invented advisories, dated now) to the registry; print their refs.
 
     For the demo and the integration tests: there is no Docker Hub here.
     """
+    wanted = names or (*seed_mod.FIXTURES, TRIVY_DB)
     seeder = seed_mod.Seeder(ctx.settings, ctx.runner, ctx.docker)
-    seeded = seeder.seed(names or tuple(seed_mod.FIXTURES), ctx.settings.platforms)
+    seeded = seeder.seed([n for n in wanted if n != TRIVY_DB], ctx.settings.platforms)
+    if TRIVY_DB in wanted:  # the scanner's database: an artifact, not an image to build
+        digest = vulndb.seed_fixture(ctx.registry(ctx.settings.registry), now=datetime.now(UTC))
+        seeded.append(seed_mod.Seeded(TRIVY_DB, f"{ctx.settings.registry}/{vulndb.FIXTURE_REPOSITORY}",
+                                      vulndb.FIXTURE_TAG, digest, "", ""))
     click.echo(seed_mod.as_json(seeded))
 
 
@@ -118,6 +134,7 @@ def validate(ctx: RunContext, paths: tuple[Path, ...]) -> None:
         raise ValidationFailed(len(e.problems)) from None
     findings = policy.evaluate(manifests, settings, today=date.today())
     findings += certs.problems(manifests, settings)  # the CA files of factory.yaml and the manifests
+    findings += render_mod.refusals(manifests, settings, findings)  # and whatever render would refuse
     _echo_problems(findings)
     errors = sum(p.severity == "error" for p in findings)
     click.echo(f"validated {len(manifests)} manifests: {errors} errors, {len(findings) - errors} warnings")
@@ -153,9 +170,10 @@ def publish(ctx: RunContext, names: tuple[str, ...], all_: bool, report_path: Pa
         raise UsageError("name the images to publish, or pass --all")
     if bool(only_platform) != push_by_digest_only:
         raise UsageError("--platform and --push-by-digest-only go together: a single-platform image is never tagged")
-    report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report,
-                              only_platform=_platform(only_platform) if only_platform else None)
-    _end_of_run(report, report_path)
+    with _shown(ctx, "publish", report_path) as live:
+        report = pipeline.publish(ctx, names, all_=all_, force=force, scan_report=scan_report,
+                                  only_platform=_platform(only_platform) if only_platform else None)
+    _end_of_run(report, report_path, ctx if live else None)
 
 
 @cli.command()
@@ -172,8 +190,9 @@ def merge(ctx: RunContext, name: str, digests: tuple[str, ...], report_path: Pat
         if not sep or not digest.startswith("sha256:"):
             raise UsageError(f"--digest {item!r}: expected PLATFORM=sha256:<digest>")
         parsed[_platform(platform, f"--digest {item!r}: ")] = digest
-    report = pipeline.merge(ctx, name, parsed)
-    _end_of_run(report, report_path)
+    with _shown(ctx, "merge", report_path) as live:
+        report = pipeline.merge(ctx, name, parsed)
+    _end_of_run(report, report_path, ctx if live else None)
 
 
 @cli.command()
@@ -185,13 +204,17 @@ def merge(ctx: RunContext, name: str, digests: tuple[str, ...], report_path: Pat
 @click.option("--runner", "runners", multiple=True, metavar="PLATFORM=LABEL",
               help="github-matrix: the runner label for a platform (default linux/arm64=ubuntu-24.04-arm).")
 @click.option("--stats", is_flag=True, help="Print the number of registry requests to stderr.")
+@click.option("--vulnerable-from", "scan_report", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="A `factory scan --report` file: its images with a blocking finding are planned as 'vulnerable'.")
 @pass_ctx
 def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: int | None, runners: tuple[str, ...],
-         stats: bool) -> None:
+         stats: bool, scan_report: Path | None) -> None:
     """What must be built and why: new, upstream changed, parent changed, manifest changed, security fixes,
     forced. Informational: exits 0 whatever it finds (2 when a security-fixes check failed under require)."""
     labels = plan_mod.RUNNERS | plan_mod.parse_runners(runners)
-    result = pipeline.plan(ctx, names, force=force)
+    with _shown(ctx, "plan"):
+        vulnerable = pipeline.vulnerable_from(scan_report) if scan_report else None
+        result = pipeline.plan(ctx, names, force=force, vulnerable=vulnerable)
     if fmt != "table":  # the other formats are read by tools: the notes go to stderr
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
@@ -218,9 +241,10 @@ def plan(ctx: RunContext, names: tuple[str, ...], fmt: str, force: bool, level: 
 @pass_ctx
 def nightly(ctx: RunContext, branch: str | None, no_commit: bool, report_path: Path | None) -> None:
     """drift --update --commit, render, plan, publish what changed (and everything built on it)."""
-    run = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
+    with _shown(ctx, "nightly", report_path) as live:
+        run = pipeline.nightly(ctx, branch=branch, commit=not no_commit)
     click.echo("\n".join(run.report.notes))
-    _end_of_run(run.report, report_path)
+    _end_of_run(run.report, report_path, ctx if live else None)
     _unchecked(ctx, run.unchecked)
 
 
@@ -256,7 +280,7 @@ def drift(ctx: RunContext, update: bool, commit_: bool, branch: str | None, fmt:
 def render(ctx: RunContext, names: tuple[str, ...], check: bool) -> None:
     """Render build contexts into images/<name>/ (all manifests, or the NAMES given)."""
     settings = ctx.settings
-    selected = render_mod.select(manifest.load_all(settings), names)
+    selected = manifest.select(manifest.load_all(settings), names)
     if check:
         diff = render_mod.check(selected, settings)
         if diff:
@@ -290,6 +314,8 @@ def verify(ctx: RunContext, ref: str, public_key: Path | None, identity: str | N
     report = verify_mod.verify_image(ref, signer, ctx.registry, manifests, public_key=public_key, identity=keyless)
     if report.conformance is not None:  # the record is read only from a conformance that verified
         report.findings.append(freshness.finding(report))
+    if report.index_digest:
+        report.findings.append(appteams.lifecycle_finding(signer, report, public_key))
     click.echo(report.render())
     if report.index_digest:
         click.echo("\nthe same with the cosign CLI:\n  " + "\n  ".join(
@@ -356,6 +382,103 @@ def fixes_cmd(ctx: RunContext, names: tuple[str, ...], fmt: str, public_key: Pat
     result.raise_for_outcome()
 
 
+@cli.command("scan")
+@click.argument("names", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the rescan as JSON here (the nightly report's scan part).")
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="cosign public key to verify the SBOM and conformance attestations with.")
+@pass_ctx
+def scan_cmd(ctx: RunContext, names: tuple[str, ...], fmt: str, report_path: Path | None,
+             public_key: Path | None) -> None:
+    """Rescan the current versions with today's vulnerability database, from their verified SBOMs; attest each
+    result. Exit 1 on a blocking finding (or no database where policy.scanner_db_unavailable is fail)."""
+    run = pipeline.rescan(ctx, names, public_key=public_key)
+    doc = run.to_json()
+    if report_path:
+        report_path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    click.echo(json.dumps(doc, indent=2, sort_keys=True) if fmt == "json" else "\n".join(run.lines()))
+    run.raise_for_outcome(ctx.settings.policy.scanner_db_unavailable)
+
+
+@cli.command("check-dockerfile")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif"]), default="table", show_default=True)
+@click.option("--output", "output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the report here (e.g. results.sarif) and print the table.")
+@click.option("--catalog", "catalog_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Offline: judge against this catalog.json instead of the registry and cosign.")
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The org's cosign public key (default: the configured key's .pub, or the dev key's).")
+@click.option("--org-image", help="<registry>/<repository> of the org's base images (default: from factory.yaml).")
+@click.option("--allow", "allow", multiple=True, metavar="REGISTRY/REPOSITORY",
+              help="An upstream allowed in build stages (glob, e.g. docker.io/library/golang); repeatable.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE", help="As docker build's.")
+@pass_ctx
+def check_dockerfile(ctx: RunContext, paths: tuple[Path, ...], fmt: str, output: Path | None,
+                     catalog_path: Path | None, public_key: Path | None, org_image: str | None,
+                     allow: tuple[str, ...], build_args: tuple[str, ...]) -> None:
+    """Check every FROM of app Dockerfiles: org base, pinned, published, signed, lifecycle, no debug
+    variant in the final stage. Exit 1 on any error finding, 2 on a usage or environment error."""
+    bad = [a for a in build_args if "=" not in a]
+    if bad:
+        raise UsageError(f"--build-arg {bad[0]!r}: expected NAME=VALUE")
+    args = dict(a.split("=", 1) for a in build_args)
+    result = appteams.check_dockerfiles(ctx.settings, ctx.registry, sign.Signer(ctx.settings, ctx.runner), paths,
+                                        today=date.today(), catalog_path=catalog_path, public_key=public_key,
+                                        org_image=org_image, allow=allow, build_args=args)
+    if output:
+        output.write_text(result.render(fmt) + "\n")
+        click.echo(result.render("table"))
+    else:
+        click.echo(result.render(fmt))
+    if result.errors:
+        raise BasesRefused(result.errors, result.files)
+
+
+@cli.command("policies")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write the policies into (created).")
+@click.option("--key", "public_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The cosign public key the policies name (default: the configured key's .pub, or the dev key's).")
+@click.option("--allow", "allow", multiple=True, metavar="REGISTRY/REPOSITORY",
+              help="An upstream allowed in build stages (glob); repeatable.")
+@pass_ctx
+def policies_cmd(ctx: RunContext, out_dir: Path, public_key: Path | None, allow: tuple[str, ...]) -> None:
+    """Write enforcement policies: Kyverno, sigstore policy-controller, hadolint, conftest (Rego)."""
+    for path in appteams.write_policies(ctx.settings, sign.Signer(ctx.settings, ctx.runner), out_dir,
+                                        public_key=public_key, allow=allow):
+        click.echo(f"wrote {path}")
+
+
+@cli.command("lifecycle")
+@click.argument("names", nargs=-1)
+@pass_ctx
+def lifecycle_cmd(ctx: RunContext, names: tuple[str, ...]) -> None:
+    """Sign the lifecycle state (current, superseded, deprecated, retired) of every published version
+    whose signed state changed."""
+    rows = lifecycle_mod.attest_all(ctx.settings, ctx.registry(ctx.settings.registry),
+                                    sign.Signer(ctx.settings, ctx.runner), manifest.load_all(ctx.settings),
+                                    today=date.today(), now=datetime.now(UTC), prefixes=names)
+    click.echo(lifecycle_mod.table(rows))
+
+
+@cli.command("prune")
+@click.argument("names", nargs=-1)
+@click.option("--apply", "apply", is_flag=True, help="Delete. Without it: a dry run that deletes nothing.")
+@pass_ctx
+def prune_cmd(ctx: RunContext, names: tuple[str, ...], apply: bool) -> None:
+    """Remove versions past factory.yaml's retention, with their signatures and attestations (dry run by default)."""
+    settings = ctx.settings
+    registry = ctx.registry(settings.registry)
+    manifests = verify_mod.local_manifests(settings)
+    result = prune_mod.prune(registry, settings.repository, settings.retention, now=datetime.now(UTC),
+                             retired_images=appteams.retired_images(settings, manifests, date.today()),
+                             prefixes=names, apply=apply)
+    click.echo(prune_mod.table(result))
+
+
 def _platform(text: str, where: str = "") -> str:
     """The normalised platform, or a usage error (``where`` says which argument)."""
     try:
@@ -364,11 +487,35 @@ def _platform(text: str, where: str = "") -> str:
         raise UsageError(f"{where}{e}") from None
 
 
-def _end_of_run(report: report_mod.RunReport, report_path: Path | None) -> None:
-    """Write the report, print the summary, and fail (exit 1) when any image failed."""
+@contextmanager
+def _shown(ctx: RunContext, command: str, report_path: Path | None = None) -> Iterator[bool]:
+    """The live view for the block when this is a terminal (log.live_wanted); its logs go to a file under
+    the state folder meanwhile. Yields whether it is shown. The estimate is from the previous report."""
+    log_path = None
+    if click.get_current_context().meta.get(LIVE):
+        try:
+            log_path = console.new_log(ctx.settings.state_dir, command)
+        except OSError as e:  # a state folder this user cannot write: the logs on the terminal, as without a view
+            log.get("cli").warning("no live view: cannot write its log", error=str(e))
+    if log_path is None:
+        yield False
+        return
+    last = console.runs_dir(ctx.settings.state_dir) / console.LAST_REPORT
+    previous = report_mod.timings_of(report_path) if report_path and report_path.exists() else {}
+    with console.live_view(command, log_path, previous or report_mod.timings_of(last)):
+        yield True
+
+
+def _end_of_run(report: report_mod.RunReport, report_path: Path | None, live: RunContext | None = None) -> None:
+    """Write the report, print the summary, and fail (exit 1) when any image failed. After the live view
+    (``live``: its run context) the summary is a table, and the report is kept for the next estimate."""
     if report_path:
         report_path.write_text(report.to_json())
-    if report.images:
+    if live and report.images:
+        (console.runs_dir(live.settings.state_dir) / console.LAST_REPORT).write_text(report.to_json())
+        width = min(console.WIDTH, shutil.get_terminal_size().columns)
+        click.echo(console.summary_table(report_mod.summary_rows(report), width))
+    elif report.images:
         click.echo(report_mod.summary(report))
     if not report.ok:
         raise PublishFailed(report.failure_lines())

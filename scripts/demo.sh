@@ -24,12 +24,25 @@ git add -A && git commit -qm "demo manifests"
 say "toolchain and services"
 "$FACTORY" doctor
 
-say "seed upstream images into the local registry (no Docker Hub here)"
-"$FACTORY" seed debian noshell >seeded.json
+say "seed upstream images and the scanner's database into the local registry (no Docker Hub here)"
+"$FACTORY" seed debian noshell trivy-db >seeded.json
 grep '"ref"' seeded.json
 debian_ref=$(python3 -c 'import json; print(next(s["ref"] for s in json.load(open("seeded.json")) if s["name"] == "debian"))')
 sed -i "s|^helper_image: .*|helper_image: $debian_ref|" factory.yaml
 git commit -qam "pin the helper image"
+
+# The stand-in database's CRITICAL advisory (CVE-2099-0001 in dpkg, invented) is waived as not_affected: the
+# publish states it as signed OpenVEX on each image, and the catalog shows it waived. Dated from today so
+# the demo never runs on an expired waiver.
+cat >vuln-ignore.yaml <<YAML
+ignores:
+  - id: CVE-2099-0001
+    reason: invented advisory of the demo's stand-in database; dpkg never runs in a deployed container
+    expires: $(date -u -d '+90 days' +%F)
+    status: not_affected
+    justification: vulnerable_code_not_in_execute_path
+YAML
+git add vuln-ignore.yaml && git commit -qm "waive the stand-in database's invented CVE-2099-0001"
 
 say "pin upstream digests: factory drift --update --commit (exit 3 = something drifted)"
 rc=0; "$FACTORY" drift --update --commit || rc=$?
@@ -49,6 +62,9 @@ say "verify what app teams pull"
 for name in debian-12-minbase debian-12-python static-noshell; do
   "$FACTORY" verify "127.0.0.1:5000/myorg/base:$name-v1.0"
 done
+
+say "rescan the current versions with today's database, without rebuilding (the nightly does this)"
+"$FACTORY" scan
 
 say "catalog for app teams: every image, version, changelog; the FROM line to pin"
 "$FACTORY" catalog --out "$WS/catalog"

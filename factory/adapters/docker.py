@@ -61,6 +61,12 @@ class Docker:
                 f"docker engine not reachable: {(e.stderr or '').strip()}",
                 hint="run `make services` to start dockerd, or set DOCKER_HOST",
             ) from None
+        except ValueError as e:  # JSONDecodeError, pydantic's ValidationError: not docker's JSON answer
+            raise EnvironmentProblem(
+                f"the docker command printed something that is not its JSON answer ({type(e).__name__}: "
+                f"{str(e)[:200]})",
+                hint="check which `docker` is found first (tools_path, PATH) and that it is the docker CLI",
+            ) from None
         driver_status = " ".join(" ".join(map(str, pair)) for pair in (info.driver_status or []))
         platforms = tuple(str(p) for node in (builder.nodes or []) for p in (node.platforms or []))
         return EngineInfo(

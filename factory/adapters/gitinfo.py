@@ -8,6 +8,7 @@ work without it), and importing the CLI runs no process (the unit tests refuse p
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,3 +61,34 @@ def commit(root: Path, paths: list[Path], message: str) -> str | None:
     if not repo.index.diff("HEAD", paths=rel):
         return None
     return repo.index.commit(message).hexsha
+
+
+def remote_url(root: Path, remote: str = "origin") -> str:
+    """The repository's ``remote`` URL as a public https URL without user or password ("" when there is
+    none): an scp-like ``git@host:org/repo.git`` becomes ``https://host/org/repo``. What provenance and the
+    source label name, so a token someone put in the remote URL never reaches a published artifact."""
+    import git  # for its exception types; see the module docstring
+
+    try:
+        repo = _open(root)
+        url = next(iter(repo.remote(remote).urls), "")
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError, git.GitCommandError):
+        return ""
+    return public_url(url)
+
+
+def public_url(url: str) -> str:
+    """``url`` (https, ssh or scp-like) as https://host/path without userinfo, port or ``.git``; "" for a
+    local path or anything else that is not a network location."""
+    from urllib.parse import urlsplit
+
+    scp = re.fullmatch(r"(?:[^@/:]+@)?([A-Za-z0-9.-]+):(?!//)([^\s]+)", url)
+    if scp and "://" not in url:
+        host, path = scp.groups()
+    else:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http", "ssh", "git") or not parts.hostname:
+            return ""
+        host, path = parts.hostname, parts.path
+    path = path.strip("/").removesuffix(".git")
+    return f"https://{host}/{path}" if path else ""

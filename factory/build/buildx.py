@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.adapters.docker import Docker
-from factory.core import log, platforms, progress
+from factory.core import labels, log, platforms, progress
 from factory.core.errors import BuildFailed, CommandError
 from factory.oci.layout import OciLayout
 
@@ -26,6 +26,8 @@ class BuildRequest:
     build_args: Mapping[str, str] = field(default_factory=dict)
     source_date_epoch: int = 0
     cache: bool = True
+    # OCI annotations for the index and every platform manifest (factory.publish.inputs.oci_annotations)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,13 @@ def failed_platforms(output: str) -> list[str]:
     return sorted({str(p) for p in map(_platform_or_none, failed) if p})
 
 
+def step_platform(line: str) -> str | None:
+    """The platform a line of BuildKit's plain progress is about ("#7 [linux/arm64 2/2] RUN ..."), if it says."""
+    m = _STEP_LINE.match(line)
+    p = _platform_or_none(m[2]) if m else None
+    return str(p) if p else None
+
+
 def _platform_or_none(text: str) -> platforms.Platform | None:
     try:  # "2/2" (a one-platform build's step counter) or "internal" is no platform
         return platforms.parse(text)
@@ -94,17 +103,37 @@ def _platform_or_none(text: str) -> platforms.Platform | None:
         return None
 
 
+def annotation_attrs(annotations: Mapping[str, str], *, multi_platform: bool) -> dict[str, str]:
+    """The OCI exporter's attributes that write ``annotations`` on each platform manifest and, for a
+    multi-platform build, on the index (BuildKit refuses index annotations for one platform: there is no
+    index then; fan-out's merge writes them on the index it makes, factory.publish.index)."""
+    levels = [labels.MANIFEST_LEVEL, *([labels.INDEX_LEVEL] if multi_platform else [])]
+    attrs = {}
+    for level in levels:
+        for key, value in sorted(annotations.items()):
+            attr = f"annotation-{level}.{key}"
+            if "," in value or '"' in value:
+                # buildx reads --output as one CSV record (python-on-whales joins key=value with ","): a
+                # field with a comma or a quote is quoted whole, its quotes doubled
+                attrs['"' + attr] = value.replace('"', '""') + '"'
+            else:
+                attrs[attr] = value
+    return attrs
+
+
 def build(docker: Docker, req: BuildRequest, workdir: Path) -> BuiltImage:
     workdir.mkdir(parents=True, exist_ok=True)
     archive = workdir / f"{req.name}.oci.tar"
     start = time.monotonic()
-    with progress.live(f"building {req.name} for {', '.join(req.platforms)}") as update:
+    with progress.live(f"building {req.name} for {', '.join(req.platforms)}", platforms=req.platforms,
+                       platform_of=step_platform) as update:
         try:
             docker.build(
                 req.dockerfile.parent,
                 file=req.dockerfile,
                 platforms=req.platforms,
-                output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true"},
+                output={"type": "oci", "dest": str(archive), "rewrite-timestamp": "true",
+                        **annotation_attrs(req.annotations, multi_platform=len(req.platforms) > 1)},
                 build_args={"SOURCE_DATE_EPOCH": str(req.source_date_epoch), **req.build_args},
                 cache=req.cache,
                 step="build",

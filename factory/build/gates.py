@@ -24,6 +24,8 @@ from factory.oci.registry import Registry
 from factory.spec import policy
 from factory.spec.config import Settings
 
+VULNERABILITY_CHECK = "vulnerability-scan"  # the conformance check of policy rule POL-024, where a scan ran
+
 
 @dataclass(frozen=True)
 class BaseImage:
@@ -86,7 +88,12 @@ def sboms_and_licenses(m: Manifest, settings: Settings, built: BuiltImage, gener
                        report: GateReport, *, copyleft_approved: bool = False) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     for p in built.layout.platforms:
-        doc = generator.generate(built.layout.root, p)
+        doc = sbom.describe_image(generator.generate(built.layout.root, p), name=settings.target,
+                                  digest=built.platform_digests[p], platform=p)
+        if not m.has_shell:  # the files the factory copied in, which no package database (so no generator) lists
+            doc = sbom.with_files(doc, sbom.org_layer_files(built.layout, p))
+        if not any(c.get("type") != "operating-system" for c in sbom.components(doc)):
+            report.warnings.append(f"{p}: the SBOM lists no components: nothing the image ships is accounted for")
         path = workdir / f"sbom-{p.replace('/', '-')}.cdx.json"
         path.write_text(json.dumps(doc, indent=1, sort_keys=True))
         report.sboms[p] = path
@@ -105,11 +112,16 @@ def vulnerabilities(m: Manifest, settings: Settings, built: BuiltImage, scanner:
                     ignores: Iterable[scan.Ignore], report: GateReport, *, image: str) -> None:
     # config.schema.json admits only these two values; Settings types the field as text.
     db_unavailable: Literal["fail", "warn"] = "warn" if settings.policy.scanner_db_unavailable == "warn" else "fail"
+    digests = built.platform_digests
     for p in built.layout.platforms:
         result = scan.gate(scanner.scan(built.layout.root, p), image=image,
                            fail_on=settings.policy.fail_on_severities, ignores=ignores,
                            db_unavailable=db_unavailable)
-        report.measurements.setdefault("vulnerabilities", {})[p] = result.as_dict()
+        record = result.as_dict()
+        report.measurements.setdefault("vulnerabilities", {})[p] = record
+        if result.db_available:  # a conformance check only for a scan that ran: "not scanned" never passes
+            report.checks.append(CheckResult(VULNERABILITY_CHECK, p, digests.get(p, ""), result.passed,
+                                             result.messages[-1] if result.passed else "; ".join(result.messages)))
         if not result.passed:
             report.errors.extend(f"{p}: {msg}" for msg in result.messages)
         elif not result.db_available or result.ignored:  # say loudly what was not scanned or was let through

@@ -23,15 +23,21 @@ Debian package lists the licenses of its different files).
 from __future__ import annotations
 
 import fnmatch
+import gzip
+import hashlib
 import json
 import re
+import tarfile
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeAlias
 from urllib.parse import unquote
+
+from packageurl import PackageURL
 
 from factory.adapters.tools import INSTALL_HINT, Runner
 from factory.core import labels
@@ -147,6 +153,113 @@ def platform_view(layout_dir: Path, platform: str) -> Iterator[Path]:
         (view / "index.json").write_text(json.dumps(view_index(image.manifest)))
         (view / "blobs").symlink_to(Path(layout_dir).resolve() / "blobs", target_is_directory=True)
         yield view
+
+
+# --- what the published SBOM says about the image -----------------------------------------------
+
+# The CycloneDX version of the index SBOM the factory writes itself (cyclonedx-python-lib validates 1.0-1.7).
+INDEX_SBOM_SPEC = "1.6"
+FACTORY_PROPERTY = "io.github.base-image-factory:"  # prefix of the properties the factory adds
+MAX_ORG_FILES = 512  # an org layer of a no-shell image holds tens of files; more is not a file list any more
+MAX_ORG_FILE = 64 << 20  # bytes of one file hashed
+
+
+def image_purl(name: str, digest: str, platform: str | None = None) -> str:
+    """The package URL of an image (purl-spec's ``oci`` type): ``pkg:oci/<last path segment>@<digest>``
+    with ``repository_url`` (registry/repository) and, for one platform's image, ``arch``."""
+    qualifiers = {"repository_url": name}
+    if platform:
+        qualifiers["arch"] = platform.split("/")[1]
+    return PackageURL(type="oci", name=name.rsplit("/", 1)[-1].lower(), version=digest,
+                      qualifiers=qualifiers).to_string()
+
+
+def describe_image(doc: dict[str, Any], *, name: str, digest: str, platform: str) -> dict[str, Any]:
+    """``doc`` with ``metadata.component`` naming the image it describes: ``name`` (registry/repository),
+    the platform manifest's ``digest`` as version, its purl. The generator named the temporary platform
+    view it read; its bom-ref is replaced in ``dependencies`` too, so the graph still starts at the image."""
+    metadata = doc.setdefault("metadata", {})
+    component = dict(metadata.get("component") or {})
+    old_ref = component.get("bom-ref")
+    purl = image_purl(name, digest, platform)
+    component.update({"type": "container", "bom-ref": purl, "name": name, "version": digest, "purl": purl})
+    metadata["component"] = component
+    if old_ref:
+        for dep in doc.get("dependencies") or []:
+            if dep.get("ref") == old_ref:
+                dep["ref"] = purl
+            dep["dependsOn"] = [purl if d == old_ref else d for d in dep.get("dependsOn") or []]
+    return doc
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    """A regular file of the layer the factory added (path inside the image, its SHA-256)."""
+
+    path: str
+    sha256: str
+
+
+def org_layer_files(layout: OciLayout, platform: str) -> list[CopiedFile]:
+    """The regular files of ``platform``'s top layer: in an image without a shell, the one layer the
+    factory adds (``COPY --from=helper /rootfs/ /``: passwd, group, the CA bundle, zone files), which no
+    package database lists and so no SBOM tool reports. Bounded in files and bytes."""
+    layer = layout.layers(platform)[-1]
+    if "zstd" in layer.media_type:  # buildx writes gzip unless told otherwise; never read zstd as a tar
+        raise SbomError(f"sbom {platform}: the org layer {layer.digest} is {layer.media_type}, not read here")
+    out: list[CopiedFile] = []
+    with layout.blob(layer.digest).open("rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw) if layer.media_type.endswith("gzip") else raw
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                if not member.isreg() or member.size > MAX_ORG_FILE:
+                    continue
+                if len(out) >= MAX_ORG_FILES:
+                    raise SbomError(f"sbom {platform}: the org layer {layer.digest} has more than "
+                                    f"{MAX_ORG_FILES} files")
+                data = tar.extractfile(member)
+                if data is not None:
+                    path = member.name.removeprefix("./").lstrip("/")
+                    out.append(CopiedFile(path, hashlib.sha256(data.read()).hexdigest()))
+    return sorted(out, key=lambda f: f.path)
+
+
+def with_files(doc: dict[str, Any], files: Sequence[CopiedFile]) -> dict[str, Any]:
+    """``doc`` with a ``file`` component for each file the factory copied in (those the generator already
+    lists are left alone)."""
+    listed = {str(c.get("name")) for c in components(doc)}
+    added = [{"type": "file", "bom-ref": f"file:/{f.path}", "name": f"/{f.path}",
+              "hashes": [{"alg": "SHA-256", "content": f.sha256}],
+              "properties": [{"name": FACTORY_PROPERTY + "layer", "value": "org"}]}
+             for f in files if f"/{f.path}" not in listed and f.path not in listed]
+    if added:
+        doc["components"] = [*(doc.get("components") or []), *added]
+    return doc
+
+
+def index_sbom(*, name: str, index_digest: str, platforms: Mapping[str, str], tool_version: str) -> dict[str, Any]:
+    """The SBOM of a multi-platform index, as Chainguard's images carry one: the index is the BOM's
+    subject, each platform image a ``container`` component (its digest, its purl with ``arch``) that the
+    index depends on. Each platform image's own SBOM (its packages) is attested on its manifest."""
+    subject = image_purl(name, index_digest)
+    children = [{"type": "container", "bom-ref": image_purl(name, d, p), "name": name, "version": d,
+                 "purl": image_purl(name, d, p), "properties": [{"name": FACTORY_PROPERTY + "platform", "value": p}]}
+                for p, d in sorted(platforms.items())]
+    return {
+        "$schema": f"http://cyclonedx.org/schema/bom-{INDEX_SBOM_SPEC}.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": INDEX_SBOM_SPEC,
+        "serialNumber": uuid.uuid5(uuid.NAMESPACE_URL, subject).urn,  # one index, one serial number
+        "version": 1,
+        "metadata": {
+            "tools": {"components": [{"type": "application", "name": "base-image-factory", "version": tool_version}]},
+            "component": {"type": "container", "bom-ref": subject, "name": name, "version": index_digest,
+                          "purl": subject},
+        },
+        "components": children,
+        "dependencies": [{"ref": subject, "dependsOn": [c["bom-ref"] for c in children]},
+                         *({"ref": c["bom-ref"], "dependsOn": []} for c in children)],
+    }
 
 
 # --- packages ----------------------------------------------------------------------------------

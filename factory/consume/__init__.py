@@ -1,1 +1,1 @@
-"""What app teams read: the catalog, its static site, and package changelogs between versions."""
+"""What app teams read and run: the catalog and its site, changelogs, the Dockerfile check, policies, prune."""

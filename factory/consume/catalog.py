@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from typing import Any
 import jsonschema
 
 from factory.build import gates, sbom
-from factory.consume import changelog, freshness
+from factory.build.scan import describe as describe_scan
+from factory.consume import changelog, freshness, lifecycle
 from factory.core import log, versioning
 from factory.core.errors import EnvironmentProblem, RegistryError, VerificationFailed
 from factory.core.labels import (
@@ -38,7 +39,7 @@ from factory.core.labels import (
     PROD,
     VARIANT_LABEL,
 )
-from factory.core.model import Manifest
+from factory.core.model import Deprecation, Manifest
 from factory.core.reference import Ref
 from factory.oci import registry as oci_registry
 from factory.oci.registry import Registry
@@ -49,7 +50,7 @@ from factory.spec import policy, schemas
 from factory.spec.config import Settings
 from factory.trust import sign
 from factory.trust.sign import Signer
-from factory.trust.verify import VerifyReport, cosign_commands
+from factory.trust.verify import VerifyReport, cosign_commands, latest_scan
 
 SCHEMA_VERSION = 1
 SITE_PUBLIC_KEY = "cosign.pub"  # the public key's name inside the written site
@@ -115,6 +116,16 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class VulnScan:
+    """A version's newest verified vulnerability scan, as app teams read it."""
+
+    status: str  # "scanned" | "not scanned"
+    summary: str  # "scanned 2026-12-01: 0 critical, 2 high (...)" or "NOT scanned: <why>"
+    blocking: tuple[str, ...] = ()  # ids that fail the gate today: rebuild
+    counts: dict[str, int] = field(default_factory=dict)  # by severity, the highest of the platforms
+
+
+@dataclass(frozen=True)
 class VersionEntry:
     version: str
     tag: str  # the immutable tag
@@ -126,6 +137,8 @@ class VersionEntry:
     platforms: tuple[PlatformEntry, ...]
     changes: Changes | None  # None for the first version
     notes: tuple[str, ...] = ()  # what could not be read, and why
+    lifecycle: str = lifecycle.CURRENT  # factory.consume.lifecycle.STATES
+    scan: VulnScan | None = None  # the newest verified scan (at publish or by `factory scan`)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ class ImageEntry:
     page: str  # relative path of the image's page in the site
     debug: str | None  # prod: the name of its debug variant's entry
     versions: tuple[VersionEntry, ...]  # newest first
+    deprecated: Deprecation | None = None  # the manifest's `deprecated`
 
 
 @dataclass(frozen=True)
@@ -346,8 +360,17 @@ class Collector:
             verify_commands=tuple(self._verify_commands(f"{self.settings.target}:{floating_major}", pinned,
                                                         newest.platforms)),
             page=f"images/{prefix}.html", debug=None,
-            versions=tuple(reversed(versions)),
+            versions=tuple(reversed(self._lifecycle(versions, m))),
+            deprecated=m.deprecated if m else None,
         )
+
+    def _lifecycle(self, versions: list[VersionEntry], m: Manifest | None) -> list[VersionEntry]:
+        """Each version's lifecycle state (factory.consume.lifecycle)."""
+        eol = lifecycle.image_eol(m, self.manifests, self.settings, self.today)
+        numbers = [versioning.Version(*map(int, v.version.split("."))) for v in versions]
+        return [replace(v, lifecycle=lifecycle.state_of(n, numbers, eol=eol, today=self.today,
+                                                          deprecated=m.deprecated if m else None).state)
+                for v, n in zip(versions, numbers, strict=True)]
 
     def _floating_pointers(self, prefix: str, tags: list[str]) -> dict[str, tuple[str, ...]]:
         """index digest -> the floating tags of ``prefix`` that point at it now."""
@@ -372,7 +395,9 @@ class Collector:
         base_sizes = self._base_sizes(base, sorted(manifests), notes)
         platforms: list[PlatformEntry] = []
         packages: dict[str, Mapping[str, sbom.Package] | None] = {}
-        recorded = self._security_record(f"{target}@{index_digest}", notes)
+        conformance = self._conformance(f"{target}@{index_digest}", notes)
+        recorded = self._security_record(conformance)
+        scanned = self._scan(target, platform_digests, conformance)
         for platform, doc in sorted(manifests.items()):
             size = doc["config"]["size"] + sum(layer["size"] for layer in doc.get("layers", []))
             document = self._sbom(f"{target}@{platform_digests[platform]}", platform, notes)
@@ -390,7 +415,7 @@ class Collector:
         entry = VersionEntry(
             version=str(version), tag=tag, digest=index_digest, created=labels.get(CREATED_LABEL, ""),
             tags=pointers.get(index_digest, ()), signed=self._signed(f"{target}@{index_digest}", notes),
-            base=base, platforms=tuple(platforms), changes=None, notes=tuple(notes))
+            base=base, platforms=tuple(platforms), changes=None, notes=tuple(notes), scan=scanned)
         if labels.get(FINGERPRINT_LABEL) is None:
             self.log.warning("no fingerprint label: not a factory image?", tag=tag)
         return _Read(entry, labels, packages)
@@ -444,17 +469,38 @@ class Collector:
             return freshness.pending_now(None, "no verified SBOM attestation")
         return freshness.pending_now(self.fixes.match_verified(m, where, document))
 
-    def _security_record(self, ref: str, notes: list[str]) -> SecurityFixes | freshness.AppliedAtBuild:
-        """The ``securityFixes`` record of the version's verified conformance attestation; "not recorded"
-        when it has none; an entry that says why when none verifies or the record is malformed."""
+    def _conformance(self, ref: str, notes: list[str]) -> Mapping[str, Any] | str:
+        """The version's newest verified conformance predicate, or why none could be read."""
         try:
             statements = self.signer.verify_attestation(ref, CONFORMANCE_PREDICATE_TYPE, public_key=self.public_key)
-            found = freshness.parse_record(statements[-1].get("predicate") or {})
-        except (VerificationFailed, ValueError) as e:
-            message = e.message if isinstance(e, VerificationFailed) else str(e)
-            notes.append(f"security fixes applied: not read: {message}")
-            return freshness.AppliedAtBuild(False, note=f"not read: {message}")
+        except VerificationFailed as e:
+            notes.append(f"conformance: not read: {e.message}")
+            return e.message
+        predicate: Mapping[str, Any] = statements[-1].get("predicate") or {}
+        return predicate
+
+    def _security_record(self, conformance: Mapping[str, Any] | str) -> SecurityFixes | freshness.AppliedAtBuild:
+        """The ``securityFixes`` record of the version's verified conformance attestation; "not recorded"
+        when it has none; an entry that says why when none verifies or the record is malformed."""
+        if isinstance(conformance, str):
+            return freshness.AppliedAtBuild(False, note=f"not read: {conformance}")
+        try:
+            found = freshness.parse_record(conformance)
+        except ValueError as e:
+            return freshness.AppliedAtBuild(False, note=f"not read: {e}")
         return freshness.NOT_RECORDED if found is None else found
+
+    def _scan(self, target: str, platform_digests: Mapping[str, str],
+              conformance: Mapping[str, Any] | str) -> VulnScan:
+        record = latest_scan(self.signer, target, platform_digests,
+                             None if isinstance(conformance, str) else conformance, {"public_key": self.public_key})
+        platforms = list((record.get("platforms") or {}).values())
+        blocking = tuple(sorted({b for p in platforms for b in p.get("blocking") or []}))
+        counts: dict[str, int] = {}
+        for p in platforms:
+            for severity, n in (p.get("counts") or {}).items():
+                counts[severity] = max(counts.get(severity, 0), int(n))
+        return VulnScan(str(record.get("status")), describe_scan(record), blocking, counts)
 
     def _eol(self, m: Manifest | None) -> Eol:
         if m is None:

@@ -161,6 +161,16 @@ class CertificateError(FactoryError):
         super().__init__(f"{key}: {reason}")
 
 
+class RepoFileError(FactoryError):
+    """A file of the repository cannot be read or written safely: outside it (through a link), not a
+    regular file, too large (``factory.spec.repofs``)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
 class IgnoreFileError(ManifestError):
     """The vulnerability ignore file is invalid: every problem, each with file, line and key."""
 
@@ -259,6 +269,13 @@ class NotVerified(FactoryError):
         super().__init__(f"{ref}: not verified: {', '.join(failed)}")
 
 
+class BasesRefused(FactoryError):
+    """`factory check-dockerfile` found a base an app may not build on; the findings were printed before this."""
+
+    def __init__(self, errors: int, files: int) -> None:
+        super().__init__(f"{errors} base image problem(s) in {files} Dockerfile(s)")
+
+
 # --- publish and drift ----------------------------------------------------------------------------------
 
 
@@ -305,6 +322,16 @@ class ArchiveFormatError(ArchiveError):
 
 
 # --- security fixes (`factory fixes`) ------------------------------------------------------------------
+
+
+class VulnerableImages(FactoryError):
+    """`factory scan` found a blocking vulnerability in a current version (or could not scan where the policy
+    says fail); the findings were printed before this."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("current versions that fail the vulnerability gate:\n  " + "\n  ".join(lines),
+                         hint="rebuild them (`factory publish NAME`; the nightly plans them as 'vulnerable'), or "
+                              "waive a finding in vuln-ignore.yaml with a reason and an expiry")
 
 
 class FixesPending(FactoryError):

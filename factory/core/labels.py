@@ -30,6 +30,20 @@ FINGERPRINT_LABEL = FACTORY + "fingerprint"
 VARIANT_LABEL = FACTORY + "variant"  # PROD or DEBUG
 # Labels the factory sets; a manifest's labels may not use these prefixes.
 RESERVED_LABEL_PREFIXES = (OCI, FACTORY)
+# Values of `licenses` that say "not known" in SPDX documents but are no SPDX license expression: the
+# licenses label and annotation are left out for them (the SBOM lists each package's licence).
+NOT_LICENSE_EXPRESSIONS = frozenset({"NOASSERTION", "NONE"})
+
+# --- annotations -------------------------------------------------------------------------------
+
+# The labels also written as OCI annotations, on the index and on each platform manifest: what registries'
+# UIs, `docker buildx imagetools inspect` and base-image policies read without fetching any image config.
+# The fingerprint among them lets `factory plan` decide from the index alone (one request per image).
+ANNOTATED_LABELS = (CREATED_LABEL, REVISION_LABEL, SOURCE_LABEL, VERSION_LABEL, LICENSES_LABEL, BASE_NAME_LABEL,
+                    BASE_DIGEST_LABEL, FINGERPRINT_LABEL)
+# Where buildx's OCI exporter writes an annotation (its `annotation-<level>.<key>=<value>` attributes).
+INDEX_LEVEL = "index"
+MANIFEST_LEVEL = "manifest"
 
 # --- variants ----------------------------------------------------------------------------------
 
@@ -40,10 +54,19 @@ DEBUG = "debug"
 
 CONFORMANCE_PREDICATE_TYPE = "https://base-image-factory.dev/attestations/hardening-conformance/v1"
 SLSA_PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+# The lifecycle state of a published version (current, superseded, deprecated, retired): docs/app-teams.md.
+LIFECYCLE_PREDICATE_TYPE = "https://base-image-factory.dev/attestations/lifecycle/v1"
 # What cosign writes as predicateType for `--type cyclonedx` (the SBOM attestation of each platform).
 CYCLONEDX_PREDICATE_TYPE = "https://cyclonedx.org/bom"
 # The SBOM format's name: cosign's --type for the SBOM attestations, trivy's --format.
 CYCLONEDX = "cyclonedx"
+# The waivers of vuln-ignore.yaml as an OpenVEX v0.2.0 document, on each platform manifest: cosign's
+# --type and the predicateType it writes for it.
+OPENVEX = "openvex"
+OPENVEX_PREDICATE_TYPE = "https://openvex.dev/ns"
+# Each scan's result (at publish and by `factory scan`), on each platform manifest: cosign's vuln predicate.
+VULN = "vuln"
+VULN_PREDICATE_TYPE = "https://cosign.sigstore.dev/attestation/vuln/v1"
 
 
 def created_timestamp(epoch: int) -> str:

@@ -93,6 +93,12 @@ class Waiver:
 
 
 @dataclass(frozen=True)
+class Deprecation:
+    successor: str  # the org image to move to
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path
     name: str
@@ -116,6 +122,7 @@ class Manifest:
     waivers: tuple[Waiver, ...]
     # the CA files the image trusts: factory.yaml's org-wide ones first, then the manifest's own
     certificates: tuple[CaFile, ...] = ()
+    deprecated: Deprecation | None = None  # the manifest's `deprecated`: move to the successor
     # key path ("upstream.digest", "tests.0.run") -> line in the source file, for error messages
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

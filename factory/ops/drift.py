@@ -1,8 +1,12 @@
 """Upstream drift: does each upstream tag still point at the digest its manifest pins?
 
 A look-up is one HEAD per upstream (the registry client reuses one connection pool and token cache
-per registry). ``--update`` rewrites only the digest on the manifest's ``upstream.digest`` line,
-keeping comments and formatting; ``--commit`` makes one commit per manifest with GitPython.
+per registry). When the HEAD reports another digest than the pinned one (or none), the manifest is
+fetched and its bytes hashed: a digest is only ever reported, and written by ``--update``, when it
+was computed from the bytes (a HEAD's header alone could name anything; one that equals the pin
+changes nothing, and a registry lying so could as well serve the old bytes). ``--update`` rewrites
+only the digest on the manifest's ``upstream.digest`` line, keeping comments and formatting;
+``--commit`` makes one commit per manifest with GitPython.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from factory.adapters import gitinfo
 from factory.core.errors import EnvironmentProblem, FactoryError, UsageError
 from factory.core.model import Manifest, Upstream
+from factory.oci.documents import SHA256 as SHA256_DIGEST
 from factory.oci.registry import Registry
 from factory.spec.manifest import ManifestSet
 
@@ -50,10 +55,23 @@ def check(manifests: Sequence[Manifest], registry_for: RegistryFor) -> list[Drif
 def _check_one(m: Manifest, up: Upstream, tag: str, registry_for: RegistryFor) -> Drift:
     ref = up.ref
     try:
-        found = registry_for(ref.registry).head_manifest(ref.repository, tag)
+        current = current_digest(registry_for(ref.registry), ref.repository, tag, up.digest or "")
     except FactoryError as e:
         return Drift(m.name, str(m.path), up.image, tag, up.digest or "", None, error=e.message)
-    return Drift(m.name, str(m.path), up.image, tag, up.digest or "", found.digest if found else None)
+    return Drift(m.name, str(m.path), up.image, tag, up.digest or "", current)
+
+
+def current_digest(registry: Registry, repository: str, tag: str, pinned: str) -> str | None:
+    """The digest ``tag`` points at now (None: the tag is gone). The HEAD's digest is taken when it is
+    the pinned one; any other is read back with a GET whose bytes give the digest (and must match the
+    registry's header)."""
+    found = registry.head_manifest(repository, tag)
+    if found is None:
+        return None
+    if found.digest == pinned:
+        return pinned
+    _, _, digest = registry.get_manifest(repository, tag)
+    return digest
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,8 @@ def run(manifests: ManifestSet, registry_for: RegistryFor, *, update: bool = Fal
 
 def update_manifest(m: Manifest, new_digest: str) -> None:
     """Replace the pinned digest on its own line, and nothing else in the file."""
+    if not SHA256_DIGEST.fullmatch(new_digest):  # only digests computed from bytes come here; never anything else
+        raise UsageError(f"{m.path}: refusing to write upstream.digest: the new value is not sha256:<64 hex>")
     pinned = m.base.digest if isinstance(m.base, Upstream) else None
     line_no = m.line_of("upstream.digest")
     lines = m.path.read_text(encoding="utf-8").splitlines(keepends=True)

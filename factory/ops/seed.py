@@ -8,7 +8,9 @@ No Docker Hub here, so the "upstreams" are made locally, each for linux/amd64 + 
 to ``<registry>/upstream/<name>:<tag>`` and referenced by digest:
 
 - ``busybox``: busybox-static and its applets; tiny and fast, has a shell but no package manager.
-- ``noshell``: a static binary (tini) and /etc files only: the distroless stand-in.
+- ``noshell``: a static binary (tini) and /etc files only: the distroless stand-in. As distroless does, it
+  records its package in ``var/lib/dpkg/status.d/tini`` (and ships /etc/debian_version), which is how an
+  SBOM tool sees what a distroless image ships although it has no dpkg.
 - ``debian``: a Debian bookworm ``mmdebstrap --variant=minbase`` rootfs: real apt, useradd.
 
 Root filesystems are cached under ``<state>/cache/seed`` so a second run only rebuilds the images
@@ -58,11 +60,16 @@ class Fixture:
     tag: str
     distro: str
     release: str
+    revision: int = 1  # bumped when the fixture's files change, so that a cached root filesystem is not reused
+
+    @property
+    def cache_name(self) -> str:
+        return self.name if self.revision == 1 else f"{self.name}-r{self.revision}"
 
 
 FIXTURES = {
     "busybox": Fixture("busybox", "1.37", "scratch", ""),
-    "noshell": Fixture("noshell", "1.0", "distroless", "12"),
+    "noshell": Fixture("noshell", "1.0", "distroless", "12", revision=2),
     "debian": Fixture("debian", "12-minbase", "debian", "12"),
 }
 
@@ -87,7 +94,7 @@ class Seeder:
 
     def _seed_one(self, fx: Fixture, platforms: tuple[Platform, ...]) -> Seeded:
         logger = log.get("seed").bind(fixture=fx.name)
-        ctx = self.cache / fx.name / "context"
+        ctx = self.cache / fx.cache_name / "context"
         ctx.mkdir(parents=True, exist_ok=True)
         for p in platforms:
             tar = ctx / f"rootfs-{p.arch}.tar"
@@ -125,14 +132,22 @@ class Seeder:
             write_tar(partial, files)
         partial.rename(dest)  # only complete tarballs are ever cached
 
-    def _deb_member(self, package: str, p: Platform, member: str) -> bytes:
+    def _deb(self, package: str, p: Platform) -> Path:
         debs = sorted(self.debs.glob(f"{package}_*_{p.debian_arch}.deb"))
         if not debs:
             raise EnvironmentProblem(f"{package} .deb for {p} not found in {self.debs}",
                                      hint="run `make setup` (scripts/bootstrap.sh fetches fixture packages)")
+        return debs[-1]
+
+    def _deb_member(self, package: str, p: Platform, member: str) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
-            self.runner.run(["dpkg-deb", "-x", str(debs[-1]), tmp], step="seed")
+            self.runner.run(["dpkg-deb", "-x", str(self._deb(package, p)), tmp], step="seed")
             return (Path(tmp) / member).read_bytes()
+
+    def _deb_control(self, package: str, p: Platform) -> str:
+        """The package's control paragraph: what distroless writes to var/lib/dpkg/status.d/<package>."""
+        proc = self.runner.run(["dpkg-deb", "-f", str(self._deb(package, p))], step="seed")
+        return proc.stdout.rstrip("\n") + "\n"
 
     def _busybox_files(self, p: Platform) -> dict[str, bytes | str]:
         files: dict[str, bytes | str] = {"bin/busybox": self._deb_member("busybox-static", p, "usr/bin/busybox")}
@@ -144,6 +159,7 @@ class Seeder:
     def _noshell_files(self, p: Platform) -> dict[str, bytes | str]:
         return {
             "usr/bin/tini": self._deb_member("tini", p, "usr/bin/tini-static"),
+            "var/lib/dpkg/status.d/tini": self._deb_control("tini", p), "etc/debian_version": "12.8\n",
             "etc/passwd": PASSWD, "etc/group": GROUP, "etc/os-release": OS_RELEASE,
             "etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
             "tmp/": "", "home/nonroot/": "",

@@ -11,13 +11,17 @@ from factory.oci.layout import OCI_INDEX, sha256_digest
 from factory.publish.destination import Destination
 
 
-def put_index(dest: Destination, platforms: Mapping[str, str]) -> str:
-    """Push the OCI index over ``platforms`` (platform -> manifest digest); returns its digest.
+def put_index(dest: Destination, platforms: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> str:
+    """Push the OCI index over ``platforms`` (platform -> manifest digest) with ``annotations``; returns
+    its digest.
 
-    Byte for byte as buildx writes it (entry order, indent), so that a fanned-out publish gives the
-    same index digest as a single-machine one."""
+    Byte for byte as buildx writes it (entry order, indent, annotations last with their keys sorted, as
+    Go writes a map), so that a fanned-out publish gives the same index digest as a single-machine one."""
     entries = [_entry(dest, platform, digest) for platform, digest in platforms.items()]
-    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, indent=2).encode()
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    raw = json.dumps(doc, indent=2).encode()
     return dest.registry.put_manifest(dest.repository, sha256_digest(raw), raw, OCI_INDEX)
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.adapters.gitinfo import Revision
-from factory.core import labels, versioning
-from factory.core.errors import StepFailed
-from factory.core.model import Manifest
+from factory.core import labels, lifecycle, versioning
+from factory.core.errors import LayoutError, StepFailed
+from factory.core.model import Manifest, Upstream
 from factory.core.reference import Ref
 from factory.oci import rootfs
 from factory.oci.registry import Registry, platform_digests
@@ -85,16 +85,47 @@ def fingerprint(m: Manifest, context: Path, base_digest: str, *, variant: str) -
 
 
 def build_args(revision: Revision, version: versioning.Version, fp: str, base_ref: str,
-               base_digest: str) -> dict[str, str]:
-    """The --build-arg values the rendered Dockerfile turns into the image's labels."""
+               base_digest: str, *, base_name: str = "", source: str = "") -> dict[str, str]:
+    """The --build-arg values the rendered Dockerfile turns into the image's labels. ``base_name``: the
+    base by tag (``base_name()``; the base.name label), ``source``: the source repository's https URL."""
     return {
         "FACTORY_VERSION": str(version),
         "FACTORY_REVISION": revision.sha,
         "FACTORY_CREATED": labels.created_timestamp(revision.commit_time),
+        "FACTORY_SOURCE": source,
         "FACTORY_FINGERPRINT": fp,
         "BASE_REF": base_ref,
+        "BASE_NAME": base_name or base_ref,
         "BASE_DIGEST": base_digest,
     }
+
+
+def base_name(m: Manifest, manifests: ManifestSet, dest: Destination) -> str:
+    """The base by tag, for the base.name label and annotation: the upstream's ``image:tag``, or the parent's
+    ``<registry>/<repository>:<parent>-v<x.y>`` (the tag resolve_base resolves), never a digest reference."""
+    if isinstance(m.base, Upstream):
+        up = m.base
+        return f"{up.image}:{up.tag}" if up.tag else up.image
+    parent = manifests[m.base.name]
+    return f"{dest.name}:{parent.name}-v{parent.version}"
+
+
+def oci_annotations(m: Manifest, args: Mapping[str, str]) -> dict[str, str]:
+    """The OCI annotations of the index and of each platform manifest, from the same values as the labels
+    (``build_args``): created, revision, source, version, licenses, base.name, base.digest and the
+    fingerprint. An empty source and a licence that is no SPDX expression (NOASSERTION) are left out."""
+    values = {
+        labels.CREATED_LABEL: args["FACTORY_CREATED"],
+        labels.REVISION_LABEL: args["FACTORY_REVISION"],
+        labels.SOURCE_LABEL: args.get("FACTORY_SOURCE", ""),
+        labels.VERSION_LABEL: args["FACTORY_VERSION"],
+        labels.LICENSES_LABEL: "" if m.licenses in labels.NOT_LICENSE_EXPRESSIONS else (m.licenses or ""),
+        labels.BASE_NAME_LABEL: args.get("BASE_NAME", ""),
+        labels.BASE_DIGEST_LABEL: args.get("BASE_DIGEST", ""),
+        labels.FINGERPRINT_LABEL: args["FACTORY_FINGERPRINT"],
+    }
+    assert tuple(values) == labels.ANNOTATED_LABELS  # one list of what is annotated: core/labels.py
+    return {k: v for k, v in values.items() if v}
 
 
 # --- security fixes --------------------------------------------------------------------------------------
@@ -130,6 +161,64 @@ def base_fixes(m: Manifest, settings: Settings, registry_for: Callable[[str], Re
             found[platform] = pending_fixes(installed, index).security
             suites |= {(s.mirror, s.name, s.date.isoformat() if s.date else "") for s in index.suites()}
     return BaseFixes(found, fix_args(m, found, archive_state(suites)))
+
+
+# What the no-shell Dockerfile copies from a distroless upstream (COPY --from=upstream): without them
+# BuildKit fails late and opaquely ("failed to walk .../etc: no such file or directory").
+UPSTREAM_USER_FILES = ("etc/passwd", "etc/group")
+
+
+def needs_upstream_user_files(m: Manifest) -> bool:
+    """A distroless upstream's /etc/passwd and /etc/group are kept (an org parent's come from the factory)."""
+    return m.distro == "distroless" and isinstance(m.base, Upstream)
+
+
+def check_upstream_user_files(m: Manifest, registry_for: Callable[[str], Registry], base_ref: str,
+                              base_digest: str, platforms: Sequence[str]) -> None:
+    """Before the build: a distroless upstream must carry /etc/passwd and /etc/group on every platform
+    built (the helper adds the user to them). Raises StepFailed saying what to do."""
+    if not needs_upstream_user_files(m):
+        return
+    ref = Ref.parse(base_ref)
+    registry = registry_for(ref.registry)
+    _, manifests = platform_digests(registry, ref.repository, base_digest)
+    for platform in platforms:
+        manifest = json.loads(registry.get_manifest(ref.repository, manifests[platform])[0])
+        layers = rootfs.layers_of(manifest)
+        opener = registry.layer_opener(ref.repository)
+        for path in UPSTREAM_USER_FILES:
+            if rootfs.read_file(layers, opener, path) is None:
+                raise StepFailed(m.name, "upstream check", f"upstream {base_ref} has no /{path} on {platform}: "
+                                 "the build copies it to add the user", platform=platform,
+                                 hint="use a distroless upstream that ships them (the gcr.io/distroless images "
+                                      "do), or declare distro: scratch, which writes its own")
+        _check_os_release(m, base_ref, platform, _os_release_version(layers, opener))
+
+
+def _os_release_version(layers: Sequence[rootfs.Layer], opener: rootfs.LayerOpener) -> str | None:
+    """VERSION_ID of the image's os-release (usr/lib first: /etc/os-release is often a link to it)."""
+    for path in ("usr/lib/os-release", "etc/os-release"):
+        try:
+            content = rootfs.read_file(layers, opener, path, rootfs.Limits(max_file=64 * 1024))
+        except LayoutError:
+            continue  # a link (not followed): the other path holds the file
+        for line in (content or b"").decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "VERSION_ID":
+                return value.strip().strip("'\"")
+    return None
+
+
+def _check_os_release(m: Manifest, base_ref: str, platform: str, version: str | None) -> None:
+    """The release the upstream says it is must be the manifest's: the end-of-life rules judged that one."""
+    if version is None or m.release is None:
+        return
+    family = "debian" if m.distro == "distroless" else m.distro
+    if lifecycle.normalise_release(family, version) != lifecycle.normalise_release(family, m.release):
+        raise StepFailed(m.name, "upstream check", f"upstream {base_ref} is {family} {version} by its os-release "
+                         f"on {platform}, but the manifest declares release {m.release!r}", platform=platform,
+                         hint=f"set release: \"{lifecycle.normalise_release(family, version)}\" (the end-of-life "
+                              "rules judge it), or pin an upstream of the declared release")
 
 
 def archive_state(suites: Iterable[tuple[str, str, str]]) -> str:

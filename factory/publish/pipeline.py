@@ -4,11 +4,13 @@ The CLI calls this; tests can call it with their own context."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import requests
@@ -18,9 +20,10 @@ from factory.adapters.tools import INSTALL_HINT
 from factory.archive.fetch import Archives
 from factory.build import sbom, scan
 from factory.context import RunContext
-from factory.core import log
+from factory.core import log, progress
 from factory.core.errors import (
     EnvironmentProblem,
+    FactoryError,
     ManifestError,
     StaleContexts,
     UsageError,
@@ -32,6 +35,7 @@ from factory.publish.report import RunReport, markdown_summary, utc_now
 from factory.publish.stages import Stages
 from factory.render import contexts as render
 from factory.render import plan as planning
+from factory.security import rescan as rescan_mod
 from factory.security.check import FixesChecker
 from factory.spec import manifest, policy
 from factory.spec.config import Settings
@@ -45,7 +49,7 @@ def publish(ctx: RunContext, names: Sequence[str], *, all_: bool = False, force:
             scan_report: Path | None = None, only_platform: str | None = None) -> RunReport:
     manifests = _checked_manifests(ctx.settings)
     selected = [m.name for m in manifests.ordered()] if all_ else list(names)
-    _known(manifests, selected)
+    manifest.select(manifests, selected)
     with requests.Session() as session:
         publisher = _publisher(ctx, manifests, force, scan_report, security_check(ctx, manifests, session))
         return _finished(publisher, publisher.publish(selected, only_platform=only_platform))
@@ -53,7 +57,7 @@ def publish(ctx: RunContext, names: Sequence[str], *, all_: bool = False, force:
 
 def merge(ctx: RunContext, name: str, digests: Mapping[str, str], *, force: bool = False) -> RunReport:
     manifests = _checked_manifests(ctx.settings)
-    _known(manifests, [name])
+    manifest.select(manifests, [name])
     with requests.Session() as session:
         publisher = _publisher(ctx, manifests, force, None, security_check(ctx, manifests, session))
         return _finished(publisher, publisher.merge(name, digests))
@@ -76,18 +80,25 @@ def nightly(ctx: RunContext, *, branch: str | None = None, commit: bool = True) 
     notes: list[str] = []
     with requests.Session() as session:
         security = security_check(ctx, manifest.load_all(settings), session)
-        fixes = security.check() if security else {}
-        bumped = drift.run(manifest.load_all(settings), ctx.registry, update=True, commit=commit, branch=branch,
-                           repo_root=settings.root)
+        with progress.phase("drift"):  # the phases the terminal's live view shows
+            fixes = security.check() if security else {}
+            bumped = drift.run(manifest.load_all(settings), ctx.registry, update=True, commit=commit,
+                               branch=branch, repo_root=settings.root)
         notes += [drift.commit_message(d) for d in bumped.updated]
-        if bumped.updated:
-            manifests = manifest.load_all(settings)  # re-read: the digests changed
-            written = render.write_all(manifests, settings)
-            if commit and written:
-                names = [d.name for d in bumped.updated]
-                gitinfo.commit(settings.root, [settings.images_dir], render_commit_message(names, fixes))
-        manifests = _checked_manifests(settings)
-        planned = planning.make_plan(manifests, settings, ctx.registry, fixes=fixes)
+        with progress.phase("commits"):
+            if bumped.updated:
+                manifests = manifest.load_all(settings)  # re-read: the digests changed
+                written = render.write_all(manifests, settings)
+                if commit and written:
+                    names = [d.name for d in bumped.updated]
+                    gitinfo.commit(settings.root, [settings.images_dir], render_commit_message(names, fixes))
+        with progress.phase("scan"):
+            rescanned = nightly_rescan(ctx)
+        notes += rescanned.lines()
+        with progress.phase("plan"):
+            manifests = _checked_manifests(settings)
+            planned = planning.make_plan(manifests, settings, ctx.registry, fixes=fixes,
+                                         vulnerable=rescanned.vulnerable())
         notes += plan_notes(planned)
         unchecked = unchecked_lines(fixes)
         if not planned.to_build():
@@ -100,10 +111,37 @@ def nightly(ctx: RunContext, *, branch: str | None = None, commit: bool = True) 
             report = RunReport(run_id="nightly", started=utc_now(), finished=utc_now(), notes=notes)
             ci.summary(markdown_summary(report))
             return Nightly(report, unchecked)
-        publisher = _publisher(ctx, manifests, False, None, security)
-        report = publisher.publish([p.name for p in planned.to_build()])
+        with progress.phase("publish"):
+            publisher = _publisher(ctx, manifests, False, None, security)
+            report = publisher.publish([p.name for p in planned.to_build()])
         report.notes = notes
         return Nightly(_finished(publisher, report), unchecked)
+
+
+def rescan(ctx: RunContext, names: Sequence[str] = (), *, public_key: Path | None = None) -> rescan_mod.RescanRun:
+    """`factory scan`: the current versions with today's database (fetched once), attested per platform."""
+    scanner = trivy_scanner(ctx)
+    return rescan_mod.rescanner(ctx.settings, ctx.runner, ctx.registry, scanner, vuln_ignores(ctx.settings),
+                                uuid.uuid4().hex[:12], public_key=public_key).run(names)
+
+
+def nightly_rescan(ctx: RunContext) -> rescan_mod.RescanRun:
+    """The nightly's rescan of the current versions (a new CRITICAL makes the plan rebuild the image). Its
+    failures are the nightly report's lines, not the nightly's end: the plan and publish still run."""
+    try:
+        return rescan(ctx)
+    except FactoryError as e:
+        log.get("nightly").error("rescan failed", error=e.message)
+        return rescan_mod.RescanRun(unpublished=[], images=[], errors=[f"rescan failed: {e.message}"])
+
+
+def vulnerable_from(report: Path) -> dict[str, str]:
+    """manifest name -> version with a blocking finding, from a `factory scan --report` file."""
+    try:
+        doc = json.loads(report.read_text())
+        return {i["image"]: i["version"] for i in doc["images"] if i.get("blocking")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{report}: not a `factory scan --report` file ({e})") from None
 
 
 def plan_notes(planned: planning.Plan) -> list[str]:
@@ -145,13 +183,14 @@ def security_check(ctx: RunContext, manifests: ManifestSet, session: requests.Se
     return current.SecurityCheck(checker, settings.policy.security_fixes)
 
 
-def plan(ctx: RunContext, names: Sequence[str], *, force: bool = False) -> planning.Plan:
+def plan(ctx: RunContext, names: Sequence[str], *, force: bool = False,
+         vulnerable: Mapping[str, str] | None = None) -> planning.Plan:
     """What `factory publish` would build now, and why. It fingerprints the committed contexts, as
     publish does: stale ones are planned with a warning (publish refuses them). With
     policy.security_fixes require or warn it also checks the current versions' pending security fixes
     (their verified SBOMs against the archive indexes), as publish does."""
     manifests = manifest.load_all(ctx.settings)
-    render.select(manifests, names)  # an unknown name is a usage error with a hint
+    manifest.select(manifests, names)  # an unknown name is a usage error with a hint
     stale = render.check(manifests, ctx.settings)
     if stale:
         log.get("plan").warning("images/ is not what the manifests render: this plans the committed contexts, "
@@ -162,7 +201,8 @@ def plan(ctx: RunContext, names: Sequence[str], *, force: bool = False) -> plann
         in_scope = [m.name for m in manifests.ordered()
                     if not names or m.name in names or any(a.name in names for a in manifests.ancestors(m.name))]
         fixes = security.check(in_scope) if security else {}
-    return planning.make_plan(manifests, ctx.settings, ctx.registry, names, force=force, fixes=fixes)
+    return planning.make_plan(manifests, ctx.settings, ctx.registry, names, force=force, fixes=fixes,
+                              vulnerable=vulnerable)
 
 
 def _checked_manifests(settings: Settings) -> ManifestSet:
@@ -173,12 +213,6 @@ def _checked_manifests(settings: Settings) -> ManifestSet:
     if diff:
         raise StaleContexts(diff)
     return manifests
-
-
-def _known(manifests: ManifestSet, names: Sequence[str]) -> None:
-    unknown = [n for n in names if n not in manifests]
-    if unknown:
-        raise UsageError(f"no manifest named {', '.join(unknown)}; known: {', '.join(sorted(manifests))}")
 
 
 def _publisher(ctx: RunContext, manifests: ManifestSet, force: bool, scan_report: Path | None,
@@ -210,12 +244,35 @@ def stages(ctx: RunContext, scan_report: Path | None) -> Stages:
                                  f"it was not found in {runner.searched}", hint=INSTALL_HINT)
     if not settings.signing.key and not settings.signing.keyless:
         sign.ensure_dev_key(settings, runner)
-    cache = settings.state_dir / "cache" / "trivy"
-    scanner: scan.Scanner = scan.RecordedScanner(scan_report) if scan_report else scan.TrivyScanner(runner, cache)
-    ignore_file = settings.root / VULN_IGNORE_FILE
-    ignores = tuple(scan.load_ignores(ignore_file, date.today())) if ignore_file.exists() else ()
+    cache = trivy_cache(settings)
+    scanner: scan.Scanner = scan.RecordedScanner(scan_report) if scan_report else trivy_scanner(ctx)
     return Stages(signer=sign.Signer(settings, runner), sbom=sbom.choose_generator(runner, cache),
-                  scanner=scanner, vuln_ignores=ignores)
+                  scanner=scanner, vuln_ignores=vuln_ignores(settings))
+
+
+def trivy_cache(settings: Settings) -> Path:
+    return settings.state_dir / "cache" / "trivy"
+
+
+def trivy_scanner(ctx: RunContext) -> scan.TrivyScanner:
+    """The run's one scanner: its database is fetched from scanner.db_repository at the first scan."""
+    s = ctx.settings.scanner
+    return scan.TrivyScanner(ctx.runner, db_cache(ctx.settings), source=s.db_repository,
+                             registry_for=ctx.registry, max_age=timedelta(hours=s.db_max_age_hours))
+
+
+def db_cache(settings: Settings) -> Path:
+    """trivy's cache folder for scanning: one per database source, so that a database fetched from one
+    repository is never used by a run configured with another (or with none: the folder placed by hand)."""
+    source = settings.scanner.db_repository
+    if not source:
+        return trivy_cache(settings)
+    return settings.state_dir / "cache" / "trivy-db" / hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def vuln_ignores(settings: Settings) -> tuple[scan.Ignore, ...]:
+    ignore_file = settings.root / VULN_IGNORE_FILE
+    return tuple(scan.load_ignores(ignore_file, date.today())) if ignore_file.exists() else ()
 
 
 def workdir(settings: Settings) -> Path:

@@ -30,10 +30,10 @@ import requests
 
 from factory.adapters import ci
 from factory.adapters.docker import Docker
-from factory.adapters.gitinfo import Revision
+from factory.adapters.gitinfo import Revision, public_url, remote_url
 from factory.adapters.tools import Runner
 from factory.archive.fetch import Archives
-from factory.core import labels, log, versioning
+from factory.core import labels, log, progress, versioning
 from factory.core.errors import StepFailed
 from factory.core.model import Manifest
 from factory.oci.registry import Registry
@@ -41,7 +41,7 @@ from factory.publish import current, fanout, inputs, tags
 from factory.publish.attestations import Attestor, sbom_entry
 from factory.publish.destination import Destination
 from factory.publish.index import put_index
-from factory.publish.report import STOPPED, ImageResult, RunReport, VariantResult, utc_now
+from factory.publish.report import STOPPED, ImageResult, RunReport, VariantResult, outcome, utc_now
 from factory.publish.stages import Stages
 from factory.publish.steps import step
 from factory.publish.variant import Inputs, VariantBuilder
@@ -64,9 +64,11 @@ class Prepared:
     fingerprint: str
     existing: list[versioning.Version]
     version: versioning.Version
+    base_name: str = ""  # the base by tag (inputs.base_name)
 
     def prod_inputs(self) -> Inputs:
-        return Inputs(self.context / "Dockerfile", self.base_ref, self.base_digest, self.fingerprint, self.version)
+        return Inputs(self.context / "Dockerfile", self.base_ref, self.base_digest, self.fingerprint, self.version,
+                      self.base_name)
 
 
 class Publisher:
@@ -84,7 +86,10 @@ class Publisher:
         self.run_id = uuid.uuid4().hex[:12]
         self.target = registry_for(settings.registry)
         self.dest = Destination.of(settings, self.target)
-        self.attestor = Attestor(stages.signer, self.dest, revision, self.run_id)
+        self.attestor = Attestor(stages.signer, self.dest, revision, self.run_id,
+                                 author=settings.vendor or "base-image factory", images_dir=settings.images_dir,
+                                 source_url=public_url(settings.source_url) or remote_url(settings.root),
+                                 helper_image=settings.helper_image)
         self.archives = run_archives(settings, security)
         self.variants = VariantBuilder(settings, docker, stages, revision, self.dest, registry_for, self.attestor,
                                        workdir, self.archives)
@@ -99,10 +104,14 @@ class Publisher:
             partial(self._publish_platform, platform=only_platform)
         report = RunReport(run_id=self.run_id, started=utc_now())
         results: dict[str, ImageResult] = {}
+        view = progress.current()
+        view.units([m.name for m in self.manifests.ordered() if m.name in names])
         for m in self.manifests.ordered():
             if m.name in names:
+                view.unit_started(m.name)
                 results[m.name] = self._unless_parent_broke(m, results, action)
                 report.images.append(results[m.name])
+                view.unit_done(m.name, outcome(results[m.name]))
         report.finished = utc_now()
         report.archives = archive_stats(self.archives)
         return report
@@ -111,7 +120,10 @@ class Publisher:
         """Fan-out's last step: the per-platform images pushed by digest become one index, which is
         signed, attested and tagged exactly as a single-machine publish would."""
         report = RunReport(run_id=self.run_id, started=utc_now())
+        progress.current().units([name])
+        progress.current().unit_started(name)
         report.images.append(self._publish_locked(self.manifests[name], lambda m, r: self._merge(m, r, digests)))
+        progress.current().unit_done(name, outcome(report.images[-1]))
         report.finished = utc_now()
         return report
 
@@ -154,6 +166,7 @@ class Publisher:
             base_ref, base_digest = inputs.resolve_base(m, self.manifests, self.dest, self.registry_for,
                                                         self.stages.signer)
         result.base = base_ref
+        base_name = inputs.base_name(m, self.manifests, self.dest)
         context = self.settings.images_dir / m.name
         with step(result, "fingerprint"):
             fp = inputs.fingerprint(m, context, base_digest, variant=labels.PROD)
@@ -165,9 +178,9 @@ class Publisher:
             result.status = "up-to-date"
             result.prod = current.current_result(self.dest, m.name, now, fp)
             self.log.info("up to date", image=m.name, version=str(now))
-            self._complete(m, result, Prepared(context, base_ref, base_digest, fp, existing, now))
+            self._complete(m, result, Prepared(context, base_ref, base_digest, fp, existing, now, base_name))
             return None
-        return Prepared(context, base_ref, base_digest, fp, existing,
+        return Prepared(context, base_ref, base_digest, fp, existing, base_name=base_name, version=
                         versioning.next_version(existing, m.major, m.minor))
 
     def _publish_image(self, m: Manifest, result: ImageResult) -> None:
@@ -197,7 +210,11 @@ class Publisher:
                                                       self.stages.signer)
             out = VariantResult(tag_prefix=m.name, version=str(prep.version), fingerprint=prep.fingerprint,
                                 platforms={str(p): digests[str(p)] for p in m.platforms})
-            out.index_digest = put_index(self.dest, out.platforms)
+            # the annotations a one-machine build writes on its index: the same index digest
+            merged_args = inputs.build_args(self.revision, prep.version, prep.fingerprint, prep.base_ref,
+                                            prep.base_digest, base_name=prep.base_name,
+                                            source=self.attestor.source_url)
+            out.index_digest = put_index(self.dest, out.platforms, inputs.oci_annotations(m, merged_args))
             out.checks = [asdict(c) for c in checks]
         index_ref = self.dest.by_digest(out.index_digest)
         with step(result, "sign"):
@@ -209,7 +226,7 @@ class Publisher:
                                            prep.base_digest)
             out.security_fixes = security.to_json() if security else {}
             out.attestations = self.attestor.index(m, out, checks, prep.base_ref, build_args, started,
-                                                   security=security)
+                                                   security=security, platform_provenance=False)
             # The platform jobs attested their SBOMs; the report lists them as a single publish would.
             out.attestations += [sbom_entry(p, self.dest.by_digest(d)) for p, d in sorted(out.platforms.items())]
         result.prod = out
@@ -245,7 +262,9 @@ class Publisher:
         if m.variant("debug"):
             debug = Inputs(prep.context / "debug" / "Dockerfile", self.dest.by_digest(prod.index_digest),
                            prod.index_digest,
-                           inputs.fingerprint(m, prep.context, prod.index_digest, variant=labels.DEBUG), prep.version)
+                           inputs.fingerprint(m, prep.context, prod.index_digest, variant=labels.DEBUG), prep.version,
+                           # base.name: the prod image by its immutable tag (written after the debug variant)
+                           f"{self.dest.name}:{versioning.immutable_tag(m.name, prep.version)}")
             result.debug = self.variants.make(m, result, debug, debug=True)
         with step(result, "tag"):
             self._write_tags(prod, prep.existing, prep.version)

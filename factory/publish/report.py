@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from factory import __version__
+from factory.core import console, progress
 
 # Statuses of an image that count as success; "pushed" is a fan-out job's (by digest, no tags).
 SUCCEEDED = ("published", "up-to-date", "pushed")
@@ -109,6 +111,42 @@ def _fixes_detail(v: VariantResult | None) -> str:
     applied = ", ".join(f"{p} {len(r.get('applied') or [])}" for p, r in sorted(platforms.items()))
     pending = sum(int(r.get("pendingSecurity") or 0) for r in platforms.values())
     return f"; security fixes applied: {applied}" + (f"; {pending} still pending" if pending else "")
+
+
+def outcome(i: ImageResult) -> progress.Outcome:
+    """How the image ended, for the live view."""
+    return progress.Outcome(i.status, i.prod.version if i.prod else "", i.step, i.platform, i.error)
+
+
+def summary_rows(report: RunReport) -> list[console.SummaryRow]:
+    """The summary table on a terminal: one row per image, with what was built or why nothing was."""
+    return [console.SummaryRow(i.name, i.status, i.prod.version if i.prod else "", sum(i.timings.values()),
+                               _built(i)) for i in report.images]
+
+
+def _built(i: ImageResult) -> tuple[str, ...]:
+    if i.status in STOPPED:
+        where = f"at {i.step}" + (f" [{i.platform}]" if i.platform else "") + ":" if i.step else ""
+        return (where, i.error) if where else (i.error,)
+    v = i.prod or VariantResult(tag_prefix=i.name)
+    platforms = ", ".join(sorted(v.platforms)) + (" + debug" if i.debug else "")
+    if i.status == "pushed":
+        return platforms, v.index_digest, "pushed by digest, no tag"
+    if i.status == "up-to-date":
+        moved = ("completed an interrupted publish:", console.fold_tags(i.tags())) if i.tags() else ()
+        return "nothing built: the inputs of", f"{v.version} ({v.index_digest})", *moved
+    fixes = _fixes_detail(v).removeprefix("; ")
+    return platforms, v.index_digest, console.fold_tags(i.tags()), *((fixes,) if fixes else ())
+
+
+def timings_of(path: Path) -> dict[str, float]:
+    """Seconds each image took in the report at ``path`` (the sum of its steps); {} when there is none
+    or it is not a report: an estimate only, never a reason to fail."""
+    try:
+        images = json.loads(path.read_text(encoding="utf-8")).get("images") or []
+        return {str(i["name"]): float(sum(i.get("timings", {}).values())) for i in images}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return {}
 
 
 def markdown_summary(report: RunReport) -> str:

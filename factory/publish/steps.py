@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from factory.core import log
+from factory.core import log, progress
 from factory.core.errors import CommandError, FactoryError, StepFailed
 from factory.publish.report import ImageResult
 
@@ -16,8 +16,11 @@ from factory.publish.report import ImageResult
 def step(result: ImageResult, name: str) -> Iterator[None]:
     start = time.monotonic()
     log.get("publish").info("step", image=result.name, step=name)
+    progress.current().step_started(result.name, name)
+    ok = False
     try:
         yield
+        ok = True
     except StepFailed:
         raise
     except FactoryError as e:
@@ -27,3 +30,4 @@ def step(result: ImageResult, name: str) -> Iterator[None]:
         raise StepFailed(result.name, name, message, hint=e.hint) from e
     finally:
         result.timings[name] = round(time.monotonic() - start, 2)
+        progress.current().step_done(result.name, name, result.timings[name], ok=ok)

@@ -26,7 +26,7 @@ from factory.core.model import Manifest
 from factory.core.reference import Ref
 from factory.oci.registry import Registry
 from factory.publish import inputs
-from factory.publish.attestations import Attestor
+from factory.publish.attestations import Attestor, build_packages
 from factory.publish.destination import Destination
 from factory.publish.report import ImageResult, VariantResult
 from factory.publish.stages import Stages
@@ -52,6 +52,7 @@ class Inputs:
     base_digest: str
     fingerprint: str
     version: versioning.Version
+    base_name: str = ""  # the base by tag (inputs.base_name), for base.name; "": base_ref
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,17 @@ class VariantBuilder:
         wanted = list(platforms or [str(p) for p in m.platforms])
         started = datetime.now(UTC)
         fixes = inputs.BaseFixes()
+        if not debug and inputs.needs_upstream_user_files(m):  # else BuildKit fails late and opaquely
+            with step(result, "upstream check"):
+                inputs.check_upstream_user_files(m, self.registry_for, given.base_ref, given.base_digest, wanted)
         if not debug and inputs.fixes_apply(m, self.settings):  # debug: built FROM the prod image, which has them
             with step(result, "security fixes"):
                 fixes = inputs.base_fixes(m, self.settings, self.registry_for, given.base_ref, given.base_digest,
                                           self.archives)
                 self._log_fixes(m, fixes)
         build_args = {**inputs.build_args(self.revision, given.version, given.fingerprint, given.base_ref,
-                                          given.base_digest), **fixes.args}
+                                          given.base_digest, base_name=given.base_name,
+                                          source=self.attestor.source_url), **fixes.args}
         out.fix_args = dict(fixes.args)
         with step(result, f"{label}build"):
             built = self._build(m, prefix, given.dockerfile, wanted, build_args, f"{label}build")
@@ -105,8 +110,11 @@ class VariantBuilder:
             out.signatures = [ref] + [self.dest.by_digest(d) for d in out.platforms.values()]
         with step(result, f"{label}attest"):
             out.attestations = self.attestor.sboms(out, gate_report.sboms)
+            out.attestations += self.attestor.scans(out)
+            out.attestations += self.attestor.vex(m.name, out, self.stages.vuln_ignores)
             out.attestations += self.attestor.index(m, out, checks, given.base_ref, build_args, started,
-                                                    security=record)
+                                                    security=record, packages=build_packages(m, built.layout,
+                                                                                             out.gates["layers"]))
         return out
 
     def _build(self, m: Manifest, prefix: str, dockerfile: Path, platforms: list[str],
@@ -119,7 +127,8 @@ class VariantBuilder:
                                  hint="run `make services` (it enables qemu-aarch64), or set `builder` to a "
                                       "buildx builder with native nodes")
         request = BuildRequest(name=prefix, dockerfile=dockerfile, platforms=tuple(platforms),
-                               build_args=build_args, source_date_epoch=self.revision.commit_time)
+                               build_args=build_args, source_date_epoch=self.revision.commit_time,
+                               annotations=inputs.oci_annotations(m, build_args))
         try:
             built = build(self.docker, request, self.workdir / prefix)
         except BuildFailed as e:

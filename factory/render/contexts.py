@@ -8,9 +8,10 @@
 
 What changes from build to build never enters a file, or the file would change on every build:
 the builder passes it as build args. Every image takes ``FACTORY_VERSION`` (x.y.z),
-``FACTORY_REVISION`` (git sha), ``FACTORY_CREATED`` (RFC 3339) and ``FACTORY_FINGERPRINT``; an image
-built on another org image (``parent``) and every debug variant also take ``BASE_REF``
-(``<registry>/<repository>@sha256:...``, the image built FROM, also its base.name label) and
+``FACTORY_REVISION`` (git sha), ``FACTORY_CREATED`` (RFC 3339), ``FACTORY_SOURCE`` (the source label:
+factory.yaml's ``source_url``, or the git remote) and ``FACTORY_FINGERPRINT``; an image built on another
+org image (``parent``) and every debug variant also take ``BASE_REF`` (``<registry>/<repository>@sha256:...``,
+the image built FROM), ``BASE_NAME`` (the tag it was resolved from, its base.name label) and
 ``BASE_DIGEST`` (its base.digest label). ``factory-context.json`` lists them, with the other inputs of the build.
 
 Labels: ``org.opencontainers.image.*`` (title, description, version, revision, source, created,
@@ -86,10 +87,11 @@ from pathlib import Path, PurePosixPath
 from factory.core import lifecycle, log
 from factory.core.errors import (
     CertificateError,
+    ConfigError,
     ManifestError,
     Problem,
     RenderError,
-    UsageError,
+    RepoFileError,
 )
 from factory.core.labels import (
     BASE_DIGEST_LABEL,
@@ -99,6 +101,7 @@ from factory.core.labels import (
     DESCRIPTION_LABEL,
     FINGERPRINT_LABEL,
     LICENSES_LABEL,
+    NOT_LICENSE_EXPRESSIONS,
     PROD,
     RESERVED_LABEL_PREFIXES,
     REVISION_LABEL,
@@ -109,7 +112,7 @@ from factory.core.labels import (
     VERSION_LABEL,
 )
 from factory.core.model import Manifest, Parent, Upstream, User
-from factory.spec import certs, schemas
+from factory.spec import certs, guards, repofs, schemas
 from factory.spec.config import Settings
 
 # Bump when the output changes for the same input: it is part of every context, so of the fingerprint.
@@ -139,14 +142,14 @@ STATE_ARG = "ARCHIVE_STATE"
 CERTS_DIR = "certs"
 CERTS_IN_BUILD = "/tmp/factory-certs"
 LOCAL_CA_DIR = "/usr/local/share/ca-certificates"  # update-ca-certificates reads it, now and in child images
-SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # public CAs and the org's: what OpenSSL, curl, Go read
-ORG_BUNDLE = "/etc/ssl/org-ca-certificates.crt"  # the org CAs alone: for NODE_EXTRA_CA_CERTS and the like
+SYSTEM_BUNDLE = guards.SYSTEM_BUNDLE  # public CAs and the org's: what OpenSSL, curl, Go read
+ORG_BUNDLE = guards.ORG_BUNDLE  # the org CAs alone: for NODE_EXTRA_CA_CERTS and the like
 # The password every JDK ships cacerts with; it protects nothing (the store holds public certificates).
 JAVA_CACERTS_PASSWORD = "changeit"
 _CERT_NAME = re.compile(r"[0-9]{2,}-[a-z0-9][a-z0-9._-]*[.]crt")
 
-PER_BUILD_ARGS = ("FACTORY_VERSION", "FACTORY_REVISION", "FACTORY_CREATED", "FACTORY_FINGERPRINT")
-BASE_ARGS = ("BASE_REF", "BASE_DIGEST")  # when the base is known only at build time
+PER_BUILD_ARGS = ("FACTORY_VERSION", "FACTORY_REVISION", "FACTORY_CREATED", "FACTORY_SOURCE", "FACTORY_FINGERPRINT")
+BASE_ARGS = ("BASE_REF", "BASE_NAME", "BASE_DIGEST")  # when the base is known only at build time
 
 UTC = "UTC"
 # PATH of the debug variant of a no-shell image: the usual one, then busybox's applets.
@@ -231,8 +234,9 @@ def check_line(value: object, key: str) -> str:
         if ch == "\t":
             continue
         # Cc: control characters (newline, NUL ...); Cs: lone surrogates, not encodable; the Unicode
-        # line and paragraph separators would make an editor show two lines where docker sees one.
-        if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
+        # line and paragraph separators would make an editor show two lines where docker sees one;
+        # Cf: format characters (U+202E ...) show reviewers other text than docker reads.
+        if unicodedata.category(ch) in ("Cc", "Cs", "Cf") or ch in "\u2028\u2029":
             raise RenderError(key, f"contains the character U+{ord(ch):04X}; only a single line of text "
                                    f"is allowed: {value!r}")
     return value
@@ -281,6 +285,24 @@ def _user_ref(user: User) -> str:
     return f"{user.uid}:{user.gid}"
 
 
+# hadolint (at its default settings) passes every rendered Dockerfile; where a rule does not fit, the file
+# says why, next to the inline ignore (which must be the line right before the instruction).
+_UNPINNED_WHY = ("# Package versions are not pinned: the build takes the archive's version of today, so that a "
+                 "rebuild\n# gets the security fixes (a pin would hold them back); the SBOM records each version.")
+LINT_WHY = {
+    "DL3002": "# hadolint: this stage is thrown away (the next FROM keeps only its files); the image's USER is set "
+              "in the final stage.",
+    "DL3006": "# hadolint: org-${ORG_LAYER} is a stage of this file (org-copy or org-run), not an image to tag.",
+    "DL3008": _UNPINNED_WHY,
+    "DL3018": _UNPINNED_WHY,
+}
+
+
+def _lint_ignore(rule: str) -> list[str]:
+    """The reason, then hadolint's inline ignore of ``rule`` for the instruction that follows."""
+    return [*LINT_WHY[rule].split("\n"), f"# hadolint ignore={rule}"]
+
+
 @dataclass(frozen=True)
 class _Base:
     """What a stage is built FROM, and the base.* labels that say so."""
@@ -291,8 +313,9 @@ class _Base:
     from_build_args: bool  # BASE_REF and BASE_DIGEST are build args
 
 
-# base.name is the reference built FROM: <registry>/<repository>@sha256:..., a full image reference too
-_BASE_FROM_BUILD_ARGS = _Base("${BASE_REF}", _arg_ref("BASE_REF"), _arg_ref("BASE_DIGEST"), True)
+# FROM the digest (BASE_REF: <registry>/<repository>@sha256:...); base.name the tag that resolved to it
+# (BASE_NAME: <registry>/<repository>:<parent>-v<x.y>, or the prod image's tag for a debug variant).
+_BASE_FROM_BUILD_ARGS = _Base("${BASE_REF}", _arg_ref("BASE_NAME"), _arg_ref("BASE_DIGEST"), True)
 
 
 def _prod_base(m: Manifest) -> _Base:
@@ -391,6 +414,9 @@ def _env(pairs: Iterable[tuple[str, str]], key: str, reserved: Iterable[str] = (
         _checked(name, "env key", f"{key}.{name}")
         if name in reserved:
             raise RenderError(f"{key}.{name}", f"{name} is set by the factory (use the manifest key for it)")
+        refused = guards.refused_env(name, value)  # validate refuses it first
+        if refused:
+            raise RenderError(f"{key}.{name}", refused)
         out.append((name, quote_value(value, f"{key}.{name}")))
     return out
 
@@ -408,11 +434,11 @@ def _labels(m: Manifest, settings: Settings, base: _Base, variant: str) -> list[
         (REVISION_LABEL, _arg_ref("FACTORY_REVISION")),
         (CREATED_LABEL, _arg_ref("FACTORY_CREATED")),
     ]
-    if settings.source_url:
-        labels.append((SOURCE_LABEL, quote_value(settings.source_url, "source_url (factory.yaml)")))
+    # source_url, or the git remote when it is empty: known at build time only (render never runs git)
+    labels.append((SOURCE_LABEL, _arg_ref("FACTORY_SOURCE")))
     if settings.vendor:
         labels.append((VENDOR_LABEL, quote_value(settings.vendor, "vendor (factory.yaml)")))
-    if m.licenses:
+    if m.licenses and m.licenses not in NOT_LICENSE_EXPRESSIONS:  # "unknown" is no SPDX expression: omitted
         labels.append((LICENSES_LABEL, quote_value(m.licenses, "licenses")))
     if base.name_label:
         labels.append((BASE_NAME_LABEL, base.name_label))
@@ -518,7 +544,7 @@ def _helper_stage(from_line: str, why: list[str], helper_args: list[str], *, cop
     """A throwaway stage that runs prepare-rootfs.sh; the final stage copies its /rootfs."""
     lines = [*why, from_line]
     if as_root:
-        lines.append("USER 0:0")
+        lines += [*_lint_ignore("DL3002"), "USER 0:0"]
     if copy_from_upstream:
         lines.append("COPY --from=upstream /etc/passwd /etc/group /rootfs/etc/")
     if with_certs:
@@ -580,7 +606,7 @@ def _prod_dockerfile(m: Manifest, settings: Settings, cas: list[certs.CaCertific
     base = _prod_base(m)
     user, tz = _user(m), _timezone(m)
     env = [("TZ", quote_value(tz, "timezone")),
-           *sorted(_trust_env(m, cas) + _env(m.env, "env", reserved=("TZ",)))]
+           *sorted(_trust_env(m, cas) + _env(m.env, "env", reserved=tuple(guards.RESERVED_ENV)))]
     labels = _labels(m, settings, base, PROD)
     lines = _header(m, settings, PROD)
     fixes = _fixes_command(m, settings)
@@ -602,12 +628,14 @@ def _run_stage(m: Manifest, base: _Base, cas: list[certs.CaCertificate], fixes: 
     return [*lines, "", *_org_run(m, f"FROM {base.ref}", cas, fixes), ""]
 
 
-def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes: str | None) -> list[str]:
-    """The stage whose one RUN is the org layer: packages, security fixes, org CAs, user, time zone."""
+def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes: str | None, *,
+             final: bool = True) -> list[str]:
+    """The stage whose one RUN is the org layer: packages, security fixes, org CAs, user, time zone.
+    ``final``: the final stage (its USER comes below); else a stage the final one is built FROM."""
     commands = _apk_commands(m, cas, fixes) if m.distro == "alpine" else _apt_commands(m, cas, fixes)
     lines = [from_line, "",
              "# As root: an upstream or org parent image may end as a non-root user. USER below resets it.",
-             "USER 0:0"]
+             *([] if final else _lint_ignore("DL3002")), "USER 0:0"]
     mounts = []
     if cas:
         lines.append("# The org CAs are read from the context's certs/ through a bind mount: no layer of their own.")
@@ -617,7 +645,7 @@ def _org_run(m: Manifest, from_line: str, cas: list[certs.CaCertificate], fixes:
                   "# packages to upgrade; by default the image's own sources, no upgrade. apply-fixes.sh is mounted.",
                   f"ARG {SUITES_ARG}=image", f"ARG {STATE_ARG}", f"ARG {FIXES_ARG}"]
         mounts.append(f"type=bind,source={FIXES_SCRIPT},target={FIXES_SCRIPT_IN_BUILD}")
-    return [*lines, _run(commands, mounts)]
+    return [*lines, *_lint_ignore("DL3018" if m.distro == "alpine" else "DL3008"), _run(commands, mounts)]
 
 
 def applies_fixes(m: Manifest, settings: Settings) -> bool:
@@ -687,8 +715,8 @@ def _hardening_only_or_fixes_stages(m: Manifest, base: _Base, cas: list[certs.Ca
     (stage org-run) that upgrades them and applies the same hardening. One added layer either way."""
     lines = ["", *_global_args(base, None), f"ARG {ORG_LAYER_ARG}=copy", "", *_upstream_helper(m, base, cas)]
     lines += ["", f"FROM {base.ref} AS org-copy", "COPY --from=helper /rootfs/ /", ""]
-    lines += _org_run(m, f"FROM {base.ref} AS org-run", cas, fixes)
-    return [*lines, "", f"FROM org-${{{ORG_LAYER_ARG}}}", ""]
+    lines += _org_run(m, f"FROM {base.ref} AS org-run", cas, fixes, final=False)
+    return [*lines, "", *_lint_ignore("DL3006"), f"FROM org-${{{ORG_LAYER_ARG}}}", ""]
 
 
 def _no_shell_stages(m: Manifest, settings: Settings, base: _Base, cas: list[certs.CaCertificate]) -> list[str]:
@@ -729,7 +757,7 @@ def _debug_dockerfile(m: Manifest, settings: Settings) -> str:
     lines = _header(m, settings, DEBUG)
     if m.has_shell:
         packages = _packages(variant.packages, "variants.debug.packages")
-        env = _env(variant.env, "variants.debug.env")
+        env = _env(variant.env, "variants.debug.env", tuple(guards.RESERVED_ENV))
         lines += ["", *_global_args(base, None), "", "FROM ${BASE_REF}", ""]
         if packages:
             if m.distro == "alpine":
@@ -739,12 +767,13 @@ def _debug_dockerfile(m: Manifest, settings: Settings) -> str:
                             "apt-get install -y --no-install-recommends " + " ".join(map(_sh, packages)),
                             STRIP_SETUID, *APT_CLEAN]
             lines += ["# Tools are installed as root; the image runs as the user again below.",
-                      "USER 0:0", _run(commands), ""]
+                      "USER 0:0", *_lint_ignore("DL3018" if m.distro == "alpine" else "DL3008"), _run(commands), ""]
     else:
         # busybox is the shell and the tools: without a package manager nothing else can be added
         _packages_unsupported(tuple(p for p in variant.packages if p != "busybox"), "variants.debug.packages",
                               m.distro)
-        env = [("PATH", quote_value(DEBUG_PATH, "PATH")), *_env(variant.env, "variants.debug.env", ("PATH",))]
+        reserved = (*guards.RESERVED_ENV, *guards.NO_SHELL_DEBUG_RESERVED_ENV)
+        env = [("PATH", quote_value(DEBUG_PATH, "PATH")), *_env(variant.env, "variants.debug.env", reserved)]
         lines += ["", *_global_args(base, _helper_image(settings)), ""]
         why = [*_NO_SHELL_HELPER, "# It runs on the target platform: busybox is a program for that architecture."]
         lines += _helper_stage("FROM ${HELPER_REF} AS helper", why, ["--busybox"])
@@ -824,6 +853,22 @@ def render_manifest(m: Manifest, settings: Settings) -> RenderedImage:
     )
 
 
+def refusals(catalog: Mapping[str, Manifest], settings: Settings, known: Iterable[Problem] = ()) -> list[Problem]:
+    """What render would refuse, for `factory validate`: each manifest rendered in memory (nothing is
+    written). Problems already in ``known`` (the same file and key) are left out, so a CA file the
+    certificate check reported is not reported twice. validate thus refuses everything render does."""
+    seen = {(Path(p.path).resolve(), p.key) for p in known}
+    found: list[Problem] = []
+    for name in sorted(catalog):
+        try:
+            render_manifest(catalog[name], settings)
+        except ManifestError as e:
+            found += [p for p in e.problems if (Path(p.path).resolve(), p.key) not in seen]
+        except ConfigError:
+            pass  # an org CA file of factory.yaml: the certificate check reports it
+    return found
+
+
 def build_args(m: Manifest, variant: str = PROD) -> tuple[str, ...]:
     """The build args a Dockerfile of this manifest expects the builder to pass."""
     needs_base_args = variant == DEBUG or isinstance(m.base, Parent)
@@ -832,41 +877,45 @@ def build_args(m: Manifest, variant: str = PROD) -> tuple[str, ...]:
 
 # --- images/<name>/ on disk -----------------------------------------------------------------------
 
-def select(catalog: Mapping[str, Manifest], names: Iterable[str] = ()) -> dict[str, Manifest]:
-    """The named manifests (all when none is named); an unknown name is a usage error."""
-    names = list(names)
-    if not names:
-        return dict(catalog)
-    unknown = [n for n in names if n not in catalog]
-    if unknown:
-        hints = [f"{n} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(n, list(catalog), 1))
-                 else n for n in unknown]
-        raise UsageError(f"no manifest named {', '.join(hints)}",
-                         hint=f"known: {', '.join(sorted(catalog)) or 'none'}")
-    return {n: catalog[n] for n in names}
+def _existing_files(folder: Path) -> dict[str, repofs.Entry]:
+    """Files, links and special files under folder (links not followed), by path relative to it."""
+    return {entry.rel: entry for entry in repofs.list_tree(folder)}
 
 
-def _existing_files(folder: Path) -> dict[str, Path]:
-    """Files (and symlinks) under folder, by path relative to it."""
-    if not folder.is_dir():
-        return {}
-    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
+# A rendered file is a few KiB; the committed one is read at most this far to compare it.
+MAX_CONTEXT_FILE = 4 * 1024 * 1024
 
 
-def _write_if_changed(path: Path, content: bytes) -> bool:
-    if path.is_file() and not path.is_symlink() and path.read_bytes() == content:
+def _current(entry: repofs.Entry | None, settings: Settings) -> bytes | None:
+    """What is committed at a rendered path: its bytes, or a line saying what it is when it is a link
+    or a special file (never followed, never read: it is stale whatever it points at)."""
+    if entry is None:
+        return None
+    if not entry.regular:
+        return f"({entry.kind}: not followed; `factory render` replaces it with a file)\n".encode()
+    try:
+        return repofs.read_bytes(entry.path, settings.root, MAX_CONTEXT_FILE)
+    except RepoFileError as e:
+        return f"({e.reason})\n".encode()
+
+
+def _write_if_changed(path: Path, content: bytes, entry: repofs.Entry | None, settings: Settings) -> bool:
+    if _current(entry, settings) == content:
         return False
+    repofs.check_no_links(path.parent, settings.root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)  # readers never see half a file
+    repofs.write_new(tmp, content)  # never through a link a pull request committed at the temporary name
+    os.replace(tmp, path)  # readers never see half a file; a link at path is replaced, not followed
     return True
 
 
 def _remove_empty_dirs(folder: Path) -> None:
-    for d in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for top, _, _ in os.walk(folder, topdown=False, followlinks=False):  # deepest first, no link followed
+        if Path(top) != folder and not os.listdir(top):
+            os.rmdir(top)
 
 
 def write_all(catalog: Mapping[str, Manifest], settings: Settings) -> list[Path]:
@@ -879,13 +928,15 @@ def write_all(catalog: Mapping[str, Manifest], settings: Settings) -> list[Path]
     for name in sorted(catalog):
         image = render_manifest(catalog[name], settings)
         folder = settings.images_dir / name
+        repofs.check_no_links(folder, settings.root)  # images/<name> a link: it would write elsewhere
+        existing = _existing_files(folder)
         for rel, content in image.files.items():
-            if _write_if_changed(folder / rel, content):
+            if _write_if_changed(folder / rel, content, existing.get(rel), settings):
                 touched.append(folder / rel)
-        for rel, path in _existing_files(folder).items():
+        for rel, entry in existing.items():
             if rel not in image.files:
-                path.unlink()
-                touched.append(path)
+                entry.path.unlink(missing_ok=True)  # a link is removed itself, never what it points at
+                touched.append(entry.path)
         _remove_empty_dirs(folder)
         log.get().debug("rendered", image=name, context=image.context_digest)
     return touched
@@ -919,7 +970,7 @@ def check(catalog: Mapping[str, Manifest], settings: Settings) -> str:
         folder = settings.images_dir / name
         existing = _existing_files(folder)
         for rel in sorted(set(image.files) | set(existing)):
-            old = existing[rel].read_bytes() if rel in existing else None
+            old = _current(existing.get(rel), settings)
             new = image.files.get(rel)
             if old != new:
                 out.append(_diff(old, new, display_path(folder / rel, settings)))

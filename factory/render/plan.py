@@ -15,13 +15,13 @@ import os
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
-from factory.adapters.gitinfo import Revision
+from factory.adapters.gitinfo import Revision, public_url
 from factory.core import platforms, versioning
-from factory.core.errors import UsageError
+from factory.core.errors import RegistryError, RepoFileError, UsageError
 from factory.core.labels import (
     BASE_DIGEST_LABEL,
     DEBUG,
@@ -32,7 +32,8 @@ from factory.core.labels import (
 )
 from factory.core.model import Manifest, Parent, Upstream
 from factory.oci.registry import Registry
-from factory.render.contexts import RENDER_VERSION, digest_files
+from factory.render.contexts import MAX_CONTEXT_FILE, RENDER_VERSION, digest_files
+from factory.spec import repofs
 from factory.spec.config import Settings
 from factory.spec.manifest import ManifestSet
 
@@ -41,8 +42,18 @@ LOOKUP_CONCURRENCY = 8
 
 
 def read_context(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder``, by path relative to it (posix separators)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under ``folder``, by path relative to it (posix separators). A link or a special file
+    there is refused (RepoFileError), never followed: render writes none, so one is a committed attack."""
+    if folder.is_symlink():
+        raise RepoFileError(folder, "is a symbolic link; a rendered context is a folder: run `factory render` "
+                                    "and commit images/")
+    files = {}
+    for entry in repofs.list_tree(folder):
+        if not entry.regular:
+            raise RepoFileError(entry.path, f"is {entry.kind}; a rendered context holds regular files only: "
+                                            "run `factory render` and commit images/")
+        files[entry.rel] = repofs.read_bytes(entry.path, folder, MAX_CONTEXT_FILE)
+    return files
 
 
 def context_digest(image_dir: Path, variant: str = PROD) -> str:
@@ -69,8 +80,8 @@ def fingerprint(*, context_digest: str, base_digest: str, platforms: Sequence[st
 
 # --- what must be built -----------------------------------------------------------------------
 
-NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED, SECURITY_FIXES = (
-    "new", "upstream changed", "parent changed", "manifest changed", "forced", "security fixes")
+NEW, UPSTREAM_CHANGED, PARENT_CHANGED, MANIFEST_CHANGED, FORCED, SECURITY_FIXES, VULNERABLE = (
+    "new", "upstream changed", "parent changed", "manifest changed", "forced", "security fixes", "vulnerable")
 
 
 @dataclass(frozen=True)
@@ -139,24 +150,34 @@ class _Published:
 
 def make_plan(manifests: ManifestSet, settings: Settings, registry_for: Callable[[str], Registry],
               names: Sequence[str] = (), *, force: bool = False,
-              fixes: Mapping[str, ImageFixes] | None = None) -> Plan:
-    """For each manifest (or the named ones and all their descendants): its fingerprint against the label
-    on its current published version. Reads one tag list, then per image a HEAD of its current version,
-    its index, one platform manifest and that manifest's config (the labels) and, for a child, a HEAD of
-    its parent's tag -- a bounded number at a time over the target registry's one client. Nothing is
+              fixes: Mapping[str, ImageFixes] | None = None,
+              vulnerable: Mapping[str, str] | None = None) -> Plan:
+    """For each manifest (or the named ones and all their descendants): its fingerprint against the one
+    on its current published version. Reads one tag list, then per image one GET of its current version's
+    index, whose annotations carry the fingerprint and base digest (a version published before the factory
+    annotated its indexes: its labels, one platform manifest and its config more); a child whose parent is
+    not in the plan needs a HEAD of the parent's tag -- a bounded number at a time over the target
+    registry's one client. Nothing is
     built or pulled; upstream tags are `factory drift`'s job. ``fixes`` (manifest name -> what `factory
     fixes` found in its current version; empty when policy.security_fixes is off) adds the reason
-    "security fixes" to an image whose current version has fixes its org layer can apply."""
+    "security fixes" to an image whose current version has fixes its org layer can apply. ``vulnerable``
+    (manifest name -> the current version in which `factory scan` found a blocking vulnerability) adds
+    "vulnerable": the fix is a rebuild, on today's packages."""
     target = registry_for(settings.registry)
     tags = target.list_tags(settings.repository)
     in_scope = _in_scope(manifests, names)
     with ThreadPoolExecutor(max_workers=LOOKUP_CONCURRENCY) as pool:
-        looked_up = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m, manifests), in_scope))
+        current = list(pool.map(lambda m: _look_up(target, settings.repository, tags, m), in_scope))
+        by_name = {m.name: published for m, published in zip(in_scope, current, strict=True)}
+        looked_up = list(pool.map(lambda m: _with_parent(target, settings.repository, m, manifests, by_name),
+                                  in_scope))
     planned: dict[str, PlannedImage] = {}
     for m, published in zip(in_scope, looked_up, strict=True):
         parent = planned.get(m.parent) if m.parent else None
         forced = force and (not names or m.name in names)
-        planned[m.name] = _plan_one(m, settings, published, parent, forced, _current_fixes(fixes, m, published))
+        flagged = published.version is not None and (vulnerable or {}).get(m.name) == str(published.version)
+        planned[m.name] = _plan_one(m, settings, published, parent, forced, _current_fixes(fixes, m, published),
+                                    vulnerable=flagged)
     return Plan(tuple(planned.values()), fixes_notes(fixes or {}, [m.name for m in in_scope]), dict(fixes or {}))
 
 
@@ -194,25 +215,42 @@ def _in_scope(manifests: ManifestSet, names: Sequence[str]) -> list[Manifest]:
     return [m for m in manifests.ordered() if m.name in wanted]
 
 
-def _look_up(target: Registry, repository: str, tags: Sequence[str], m: Manifest,
-             manifests: ManifestSet) -> _Published:
-    parent_digest = None
-    if isinstance(m.base, Parent):
-        parent = manifests[m.base.name]
-        found = target.head_manifest(repository, f"{parent.name}-v{parent.version}")
-        parent_digest = found.digest if found else None
+def _look_up(target: Registry, repository: str, tags: Sequence[str], m: Manifest) -> _Published:
+    """``m``'s current version (from the tag list) and what its index says: one GET, its digest that of
+    the bytes. An index without the fingerprint annotation (published before there were any) is read as
+    before, from its labels."""
     current = versioning.latest(versioning.versions_in(tags, m.name), m.major, m.minor)
     if current is None:
-        return _Published(None, None, None, None, parent_digest)
-    tag = versioning.immutable_tag(m.name, current)
-    found = target.head_manifest(repository, tag)
-    labels = target.labels(repository, tag) if found else {}
-    return _Published(current, found.digest if found else None, labels.get(FINGERPRINT_LABEL),
-                      labels.get(BASE_DIGEST_LABEL), parent_digest)
+        return _Published(None, None, None, None, None)
+    try:
+        raw, _, digest = target.get_manifest(repository, versioning.immutable_tag(m.name, current))
+    except RegistryError as e:
+        if e.status != 404:
+            raise
+        return _Published(current, None, None, None, None)  # the tag went away since the tag list was read
+    found = json.loads(raw).get("annotations") or {}  # checked by get_manifest: strings only
+    if FINGERPRINT_LABEL not in found:
+        found = target.labels(repository, digest)
+    return _Published(current, digest, found.get(FINGERPRINT_LABEL), found.get(BASE_DIGEST_LABEL), None)
+
+
+def _with_parent(target: Registry, repository: str, m: Manifest, manifests: ManifestSet,
+                 looked_up: Mapping[str, _Published]) -> _Published:
+    """``looked_up[m.name]`` with its parent's index digest, for a child: the parent's current version when
+    the plan looked it up (publish moves `<parent>-v<x.y>` to its newest `x.y.z`, which that is), else a HEAD
+    of that tag."""
+    published = looked_up[m.name]
+    if not isinstance(m.base, Parent):
+        return published
+    parent = manifests[m.base.name]
+    if parent.name in looked_up:
+        return replace(published, parent_digest=looked_up[parent.name].digest)
+    found = target.head_manifest(repository, f"{parent.name}-v{parent.version}")
+    return replace(published, parent_digest=found.digest if found else None)
 
 
 def _plan_one(m: Manifest, settings: Settings, published: _Published, parent: PlannedImage | None,
-              forced: bool, fixes: ImageFixes | None = None) -> PlannedImage:
+              forced: bool, fixes: ImageFixes | None = None, *, vulnerable: bool = False) -> PlannedImage:
     platforms = tuple(str(p) for p in m.platforms)
     if isinstance(m.base, Upstream):
         base_digest = m.base.digest
@@ -237,6 +275,8 @@ def _plan_one(m: Manifest, settings: Settings, published: _Published, parent: Pl
     security = fixes.fixable if fixes and m.has_shell else ()
     if security:
         reasons.append(SECURITY_FIXES)
+    if vulnerable:
+        reasons.append(VULNERABLE)
     current = published.version
     return PlannedImage(
         name=m.name, build=bool(reasons), reasons=tuple(reasons), fingerprint=fp,
@@ -256,11 +296,17 @@ def table(plan: Plan) -> str:
     rows = [("image", "build", "reasons", "current", "fingerprint")]
     for i in plan.images:
         rows.append((i.name, "yes" if i.build else "no", ", ".join(i.reasons) or "up to date",
-                     i.current_version or "-", (i.fingerprint or "(after parent)").removeprefix("sha256:")[:12]))
+                     i.current_version or "-", i.fingerprint.removeprefix("sha256:")[:12] if i.fingerprint
+                     else "(after parent)"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    # The reasons wrap in their column so that a row keeps to TABLE_WIDTH (five reasons are ~70 columns).
+    widths[2] = min(widths[2], max(16, TABLE_WIDTH - sum(widths) + widths[2] - 2 * (len(widths) - 1)))
     lines = ["  ".join(v.ljust(w) for v, w in zip(rows[0], widths, strict=True)).rstrip()]
     for i, row in zip(plan.images, rows[1:], strict=True):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        reasons = textwrap.wrap(row[2], widths[2], break_on_hyphens=False) or [""]
+        lines.append("  ".join(v.ljust(w) for v, w in zip((*row[:2], reasons[0], *row[3:]), widths,
+                                                           strict=True)).rstrip())
+        lines += [" " * (widths[0] + widths[1] + 4) + more for more in reasons[1:]]
         lines += fold([str(f) for f in i.security_fixes], indent="    ")
     count = len(plan.to_build())
     lines.append(f"{count} of {len(plan.images)} to build" if count else "nothing to build")
@@ -381,6 +427,8 @@ def _bake_target(i: PlannedImage, settings: Settings, revision: Revision | None,
         created = created_timestamp(revision.commit_time)
         args |= {"FACTORY_REVISION": revision.sha, "FACTORY_CREATED": created,
                  "SOURCE_DATE_EPOCH": str(revision.commit_time)}
+    if public_url(settings.source_url):  # the source label (a publish falls back to the git remote)
+        args["FACTORY_SOURCE"] = public_url(settings.source_url)
     target = BakeTarget(context=os.path.relpath(settings.images_dir / i.name, settings.root), dockerfile="Dockerfile",
                         platforms=list(i.platforms), args=args, labels=labels, tags=_tags(i, settings))
     if i.depends_on is not None and i.depends_on in in_bake:

@@ -15,7 +15,6 @@ the org layer cannot upgrade packages in it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +32,6 @@ from factory.core.errors import (
     ImageNotFound,
     RegistryError,
     SbomError,
-    UsageError,
     VerificationFailed,
 )
 from factory.core.model import Manifest
@@ -49,6 +47,7 @@ from factory.security.report import (
     Status,
     SuiteRead,
 )
+from factory.spec import manifest
 from factory.spec.config import Settings
 from factory.trust import sign
 from factory.trust.sign import Signer
@@ -115,12 +114,7 @@ class FixesChecker:
         self.log = log.get("fixes")
 
     def check(self, names: Sequence[str] = ()) -> FixesRun:
-        unknown = [n for n in names if n not in self.manifests]
-        if unknown:
-            close = [difflib.get_close_matches(n, list(self.manifests), 1) for n in unknown]
-            words = [f"{n!r} (did you mean {c[0]}?)" if c else repr(n) for n, c in zip(unknown, close, strict=True)]
-            raise UsageError(f"no manifest named {', '.join(words)}",
-                             hint=f"known: {', '.join(sorted(self.manifests)) or 'none'}")
+        manifest.select(self.manifests, names)  # an unknown name is a usage error with a hint
         tags = self.registry.list_tags(self.settings.repository)
         reports: list[FixesReport] = []
         unpublished: list[str] = []
@@ -195,8 +189,6 @@ class FixesChecker:
 def run(settings: Settings, runner: Runner, registry_for: Callable[[str], Registry], names: Sequence[str] = (), *,
         public_key: Path | None = None) -> FixesRun:
     """`factory fixes`: load the manifests, then check each named one (all when none is named)."""
-    from factory.spec import manifest
-
     manifests = manifest.load_all(settings)
     with requests.Session() as session:
         archives = Archives(settings.archives, session, runner)

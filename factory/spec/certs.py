@@ -35,8 +35,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from factory.core.errors import CertificateError, ConfigError, Problem
+from factory.core.errors import CertificateError, ConfigError, Problem, RepoFileError
 from factory.core.model import CaFile, Manifest
+from factory.spec import repofs
 from factory.spec.config import CONFIG_FILE, Settings
 
 ERROR, WARNING = "error", "warning"
@@ -97,18 +98,19 @@ def read(root: Path, ca_file: CaFile) -> list[CaCertificate]:
     Dates are checked apart (``date_findings``): a file is readable whatever the day."""
     try:
         path = resolve(root, ca_file.written)
-        data = path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
+        data = repofs.read_bytes(path, root, MAX_FILE_BYTES, "a CA file (a few certificates)")
     except ValueError as e:
         raise CertificateError(ca_file.key, str(e)) from None
-    except OSError as e:
-        raise CertificateError(ca_file.key, f"{ca_file.written!r}: cannot read: {e.strerror}") from None
-    if data is None:
-        raise CertificateError(ca_file.key, f"{ca_file.written!r} is larger than {MAX_FILE_BYTES // 1024} KiB; "
-                                            "a CA file holds a few certificates")
+    except RepoFileError as e:
+        raise CertificateError(ca_file.key, f"{ca_file.written!r}: {e.reason}") from None
     try:
         return parse(data, ca_file)
     except ValueError as e:
         raise CertificateError(ca_file.key, f"{ca_file.written!r}: {e}") from None
+
+
+# What cryptography raises on a certificate it cannot make sense of (DuplicateExtension is no ValueError).
+_PARSE_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def parse(data: bytes, ca_file: CaFile) -> list[CaCertificate]:
@@ -119,15 +121,19 @@ def parse(data: bytes, ca_file: CaFile) -> list[CaCertificate]:
         where = "" if len(blocks) == 1 else f"certificate {i} of {len(blocks)}: "
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError as e:
-            raise ValueError(f"{where}not a valid X.509 certificate ({e})") from None
-        problem = _not_a_ca(cert)
+            # cryptography parses extensions and names lazily: a duplicate extension or a malformed
+            # name raises only here, with exceptions of its own
+            problem = _not_a_ca(cert)
+            subject = _subject(cert)
+            not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        except _PARSE_ERRORS as e:
+            raise ValueError(f"{where}not a valid X.509 certificate ({type(e).__name__}: {e})") from None
         if problem:
-            raise ValueError(f"{where}{problem} ({_subject(cert)})")
+            raise ValueError(f"{where}{problem} ({subject})")
         out.append(CaCertificate(
             source=ca_file.written, key=ca_file.key, org_wide=ca_file.org_wide, index=i, count=len(blocks),
             pem=cert.public_bytes(serialization.Encoding.PEM), sha256=hashlib.sha256(der).hexdigest(),
-            subject=_subject(cert), not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc))
+            subject=subject, not_before=not_before, not_after=not_after))
     return out
 
 
@@ -286,10 +292,12 @@ def fingerprints(ca_files: Iterable[CaFile]) -> tuple[str, ...]:
     (for the image tests, after the renderer has checked them). Raises CertificateError."""
     out: dict[str, None] = {}
     for ca_file in ca_files:
+        # path is <root>/<written>: the root is what is left when the written parts are taken away
+        root = ca_file.path.parents[len(Path(ca_file.written).parts) - 1]
         try:
-            data = ca_file.path.read_bytes()
-        except OSError as e:
-            raise CertificateError(ca_file.key, f"{ca_file.written!r}: cannot read: {e.strerror}") from None
+            data = repofs.read_bytes(ca_file.path, root, MAX_FILE_BYTES, "a CA file (a few certificates)")
+        except RepoFileError as e:
+            raise CertificateError(ca_file.key, f"{ca_file.written!r}: {e.reason}") from None
         try:
             certs = parse(data, ca_file)
         except ValueError as e:

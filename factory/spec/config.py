@@ -17,23 +17,36 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from factory.core import platforms
-from factory.core.errors import ConfigError, Problem
-from factory.spec import schemas, yamlload
+from factory.core.errors import ConfigError, Problem, RepoFileError
+from factory.core.reference import Ref, normalise_registry
+from factory.spec import repofs, schemas, yamlload
 from factory.spec.schemas import quote
 
 CONFIG_FILE = "factory.yaml"
 
+
+def _registry_host(value: str) -> str:
+    """FACTORY_REGISTRY as given, but ``user:password@`` replaced: the schema refuses the value
+    and its message quotes it, and a password must never be printed."""
+    return f"<credentials removed>@{value.rpartition('@')[2]}" if "@" in value else value
+
+
 # Environment variable -> (key path, parser). Declared once; documented in docs/config.md.
 ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], Callable[[str], object]]] = {
-    "FACTORY_REGISTRY": (("registry",), str),
+    "FACTORY_REGISTRY": (("registry",), _registry_host),
     "FACTORY_REPOSITORY": (("repository",), str),
     "FACTORY_PLATFORMS": (("platforms",), lambda v: [p.strip() for p in v.split(",") if p.strip()]),
     "FACTORY_STATE": (("state_dir",), str),
     "FACTORY_TOOLS_PATH": (("tools_path",), lambda v: [p for p in v.split(os.pathsep) if p]),
     "FACTORY_BUILDER": (("builder",), str),
     "FACTORY_SCANNER_DB_UNAVAILABLE": (("policy", "scanner_db_unavailable"), str),
+    "FACTORY_SCANNER_DB_REPOSITORY": (("scanner", "db_repository"), str),
+    # not a number: left as text, for the schema to name the variable and the expected type
+    "FACTORY_SCANNER_DB_MAX_AGE_HOURS": (("scanner", "db_max_age_hours"),
+                                         lambda v: int(v) if v.strip().isdigit() and len(v) < 6 else v),
     "COSIGN_KEY": (("signing", "key"), str),
     "FACTORY_KEYLESS": (("signing", "keyless"), lambda v: v.lower() in ("1", "true", "yes")),
     "FACTORY_TLOG_UPLOAD": (("signing", "tlog_upload"), lambda v: v.lower() in ("1", "true", "yes")),
@@ -139,6 +152,22 @@ class Signing:
 
 
 @dataclass(frozen=True)
+class Scanner:
+    """factory.yaml's ``scanner``: where the vulnerability database comes from, and how old it may be."""
+
+    db_repository: str = "ghcr.io/aquasecurity/trivy-db:2"  # "": the cache's database as it is, never fetched
+    db_max_age_hours: int = 48
+
+
+@dataclass(frozen=True)
+class Retention:
+    """factory.yaml's ``retention``: what `factory prune` keeps."""
+
+    keep_patches: int = 3
+    keep_days: int = 90
+
+
+@dataclass(frozen=True)
 class RegistryClient:
     """Retries with exponential backoff for 429/5xx and connection failures, and the request timeout."""
 
@@ -168,6 +197,8 @@ class Settings:
     # the org's CA files (PEM, relative to root) every image trusts; checked by factory.certs
     certificates: tuple[str, ...] = ()
     registry_client: RegistryClient = field(default_factory=RegistryClient, hash=False)
+    scanner: Scanner = field(default_factory=Scanner, hash=False)
+    retention: Retention = field(default_factory=Retention, hash=False)
     # When set, the only folders external tools are looked up in (a hermetic toolchain).
     tools_path: tuple[Path, ...] | None = None
     # Package archives of each distribution, for security fixes (None: the schema's defaults).
@@ -228,9 +259,9 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
 
 def _read(path: Path) -> yamlload.Document:
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        data = repofs.read_bytes(path, path.parent, yamlload.MAX_BYTES, yamlload.CONFIG.noun)
+    except RepoFileError as e:
+        raise ConfigError(f"{path}: {e.reason}") from None
     doc, problems = yamlload.load(data, str(path), yamlload.CONFIG)
     if problems or doc is None:
         raise ConfigError("\n".join(str(p) for p in problems))
@@ -261,6 +292,9 @@ PATTERN_WORDS: dict[str, str] = {
         "an http(s) mirror URL like http://deb.debian.org/debian (or empty)",
     r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$": "a path relative to the repository root, like keys/debian-archive-keyring.gpg",
     r"^[a-z0-9][a-z0-9.+-]*$": "an archive component or repository name like main or universe",
+    r"^$|^[a-z0-9][a-z0-9.:\[\]-]*(/[a-z0-9][a-z0-9._/-]*)?(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$":
+        "a repository and tag like ghcr.io/aquasecurity/trivy-db:2 or registry.example.com/security/trivy-db:2 "
+        "(or empty)",
 }
 
 
@@ -318,7 +352,103 @@ def _meaning_problems(raw: dict[str, Any], root: Path, doc: yamlload.Document, s
                 _, problem = _inside(root, archive[key], root_ok=False)  # read: the keys are committed
                 if problem:
                     found.append((f"archives.{distro}.{key}", problem))
+    if not any(key == "images_dir" for key, _ in found):
+        found += _protected_folder_problems(images, given["images_dir"], root)
+    merged = _deep_merge(defaults, raw)
+    found += _executable_folder_problems(merged, root)
+    found += _trust_problems(merged)
     return [_problem(key, message, doc, shown, from_env) for key, message in found]
+
+
+# --- meaning: what a pull request to factory.yaml must not be able to do (docs/reliability.md) ----------
+
+FACTORY_SOURCE = Path(__file__).resolve().parents[1]  # the factory package: its templates and scripts
+# Worst case of one registry request with every retry: (retries + 1) x timeout + the backoffs.
+MAX_REGISTRY_REQUEST_SECONDS = 300
+MAX_BACKOFF_SECONDS = 30  # the registry client doubles the backoff up to this (config.schema.json)
+# Registries of the public internet: never spoken to over plain HTTP (insecure_registries). A host
+# ending in one of the suffixes counts too (europe-docker.pkg.dev, <account>.dkr.ecr.<region>.amazonaws.com).
+PUBLIC_REGISTRIES = frozenset({
+    "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com", "gcr.io", "ghcr.io",
+    "quay.io", "mcr.microsoft.com", "public.ecr.aws", "cgr.dev", "registry.k8s.io", "k8s.gcr.io",
+    "registry.gitlab.com", "nvcr.io", "docker.elastic.co", "registry.access.redhat.com", "registry.redhat.io",
+})
+PUBLIC_REGISTRY_SUFFIXES = (".docker.io", ".gcr.io", ".pkg.dev", ".azurecr.io", ".amazonaws.com", ".quay.io",
+                            ".ghcr.io", ".icr.io", ".ocir.io")
+
+
+def _protected_folder_problems(images: Path, written: str, root: Path) -> list[tuple[str, str]]:
+    """render deletes files it did not render in images_dir: never git's own data or the factory's source."""
+    for given, what in ((root / ".git", "git's own data (.git)"), (FACTORY_SOURCE, "the factory's own source")):
+        folder = given.resolve()
+        if images == folder or folder in images.parents or images in folder.parents:
+            return [("images_dir", f"{quote(written)} is or holds {what} ({folder}); `factory render` removes "
+                                   "files it did not render there: use a folder of its own, like images")]
+    return []
+
+
+def _executable_folder_problems(merged: dict[str, Any], root: Path) -> list[tuple[str, str]]:
+    """Folders the factory runs programs from must not be in the repository: a pull request could put a
+    `cosign` or `docker` there, and `factory doctor` or a publish would run it."""
+    found = []
+    for i, text in enumerate(merged.get("tools_path") or ()):
+        folder = (root / text).resolve()
+        if folder == root or root in folder.parents:
+            found.append((f"tools_path.{i}", f"{quote(text)} is inside the repository ({folder}); the factory runs "
+                                             "the programs there, and the repository comes from pull requests: "
+                                             "use a folder outside it (e.g. /opt/factory/tools/bin)"))
+    state = (root / merged["state_dir"]).resolve()
+    if state == root or root in state.parents:
+        found.append(("state_dir", f"{quote(merged['state_dir'])} is inside the repository ({state}); it holds "
+                                   "the tools the factory runs (tools/bin) and the signing key: use a folder "
+                                   "outside it, like the default /var/lib/factory"))
+    return found
+
+
+def _is_public_registry(host: str) -> bool:
+    name = host.lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
+    return name in PUBLIC_REGISTRIES or name.endswith(PUBLIC_REGISTRY_SUFFIXES)
+
+
+def _trust_problems(merged: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for i, host in enumerate(merged["insecure_registries"]):
+        if _is_public_registry(host):
+            found.append((f"insecure_registries.{i}", f"{quote(host)} is a public registry; it is never spoken to "
+                                                      "over plain HTTP (insecure_registries is for a local "
+                                                      "registry such as 127.0.0.1:5000)"))
+    allowed = {normalise_registry(r) for r in merged["policy"]["allowed_registries"]}
+    helper = merged["helper_image"]
+    registry = normalise_registry(Ref.parse(helper).registry)
+    if registry not in allowed:
+        found.append(("helper_image", f"registry {quote(registry)} of {quote(helper)} is not on "
+                                      "policy.allowed_registries; the helper stage writes /etc/passwd and the CA "
+                                      "bundle of no-shell images: mirror it into an allowed registry"))
+    for key in ("source_url",):
+        if _userinfo(merged[key]):
+            found.append((key, "holds a user name or password (https://user:password@host/...); it is written "
+                               "into every image's labels: remove the credentials from the URL"))
+    if _userinfo(merged["signing"]["certificate_oidc_issuer"]):
+        found.append(("signing.certificate_oidc_issuer", "holds a user name or password (https://user@host); "
+                                                         "name the issuer's plain URL"))
+    found += _retry_problems(merged["registry_client"])
+    return found
+
+
+def _userinfo(url: str) -> bool:
+    return "@" in urlsplit(url).netloc if url else False
+
+
+def _retry_problems(client: dict[str, Any]) -> list[tuple[str, str]]:
+    retries, backoff = int(client["retries"]), float(client["backoff_seconds"])
+    timeout = float(client["timeout_seconds"])
+    waits = sum(min(backoff * 2**i, MAX_BACKOFF_SECONDS) for i in range(retries))
+    worst = (retries + 1) * timeout + waits
+    if worst > MAX_REGISTRY_REQUEST_SECONDS:
+        return [("registry_client", f"retries {retries}, timeout_seconds {timeout:g} and backoff_seconds "
+                                    f"{backoff:g} let one request take up to {worst:.0f} s against a registry "
+                                    f"that does not answer; at most {MAX_REGISTRY_REQUEST_SECONDS} s: lower them")]
+    return []
 
 
 def _inside(root: Path, text: str, *, root_ok: bool) -> tuple[Path, str]:
@@ -353,6 +483,8 @@ def _build(d: dict[str, Any], root: Path) -> Settings:
         helper_image=d["helper_image"],
         certificates=tuple(d["certificates"]),
         registry_client=RegistryClient(**d["registry_client"]),
+        scanner=Scanner(**d["scanner"]),
+        retention=Retention(**d["retention"]),
         tools_path=None if d["tools_path"] is None else tuple(root / p for p in d["tools_path"]),
         archives=_archives(d["archives"], root),
     )

@@ -8,19 +8,21 @@ bad value and saying what was expected.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from factory.core import platforms
-from factory.core.errors import ManifestError, Problem
+from factory.core.errors import ManifestError, Problem, RepoFileError, UsageError
 from factory.core.model import (
     CaFile,
+    Deprecation,
     ImageTest,
     Manifest,
     Parent,
@@ -29,7 +31,7 @@ from factory.core.model import (
     Variant,
     Waiver,
 )
-from factory.spec import schemas, yamlload
+from factory.spec import guards, repofs, schemas, yamlload
 from factory.spec.config import Settings
 
 SUFFIXES = (".yaml", ".yml")
@@ -155,7 +157,43 @@ def load_all(settings: Settings, paths: Sequence[Path] | None = None) -> Manifes
     problems += _cross_file_problems(loaded, settings)
     if problems:
         raise ManifestError(sorted(problems, key=_problem_order))
-    return ManifestSet(one.manifest for one in loaded if one.manifest)
+    manifests = _inherit_users([one.manifest for one in loaded if one.manifest])
+    clashes = _user_clashes(manifests)
+    if clashes:
+        raise ManifestError(sorted(clashes, key=_problem_order))
+    return ManifestSet(manifests)
+
+
+def _inherit_users(manifests: list[Manifest]) -> list[Manifest]:
+    """A child that names no user runs as its parent's (resolved up the chain), not as the default:
+    the default user would be a second user beside the parent's, and clash with it at build time."""
+    by_name = {m.name: m for m in manifests}
+    done: dict[str, Manifest] = {}
+
+    def resolved(name: str) -> Manifest:
+        if name not in done:
+            m = by_name[name]
+            if isinstance(m.base, Parent) and "user" not in m.lines and m.base.name in by_name:
+                m = replace(m, user=resolved(m.base.name).user)
+            done[name] = m
+        return done[name]
+
+    return [resolved(m.name) for m in manifests]
+
+
+def _user_clashes(manifests: list[Manifest]) -> list[Problem]:
+    """A child's own user must be its ancestors' exactly, or share no name or id with them."""
+    by_name = {m.name: m for m in manifests}
+    problems = []
+    for m in manifests:
+        ancestor = by_name.get(m.parent or "")
+        while ancestor is not None and ancestor is not m:
+            clash = guards.user_clash(m.user, ancestor.user, ancestor.name)
+            if clash:
+                problems.append(Problem(shown_path(m.path), m.line_of("user"), "user", clash))
+                break
+            ancestor = by_name.get(ancestor.parent or "")
+    return problems
 
 
 def load_file(path: Path, settings: Settings) -> Manifest:
@@ -236,10 +274,10 @@ class _Loaded:
 
 def _load_one(path: Path, settings: Settings) -> _Loaded:
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return _Loaded(path, path.resolve(), None, None, None,
-                       [Problem(shown_path(path), None, "", f"cannot read: {e.strerror}")])
+        data = repofs.read_bytes(path, repofs.containing_root(path, settings.root), yamlload.MAX_BYTES,
+                                 yamlload.MANIFEST.noun)
+    except RepoFileError as e:
+        return _Loaded(path, path.resolve(), None, None, None, [Problem(shown_path(path), None, "", e.reason)])
     return _parse(data, path, settings)
 
 
@@ -280,6 +318,8 @@ def _manifest(doc: yamlload.Document, path: Path, settings: Settings) -> Manifes
         labels=_pairs(d.get("labels")),
         licenses=d.get("licenses", defaults["licenses"]),
         eol=date.fromisoformat(d["eol"]) if "eol" in d else None,
+        deprecated=Deprecation(d["deprecated"]["successor"], d["deprecated"].get("reason", ""))
+        if "deprecated" in d else None,
         variants=tuple(
             Variant(name, tuple(v.get("packages", ())), _pairs(v.get("env")))
             for name, v in sorted(d.get("variants", {}).items())
@@ -342,6 +382,7 @@ def _meaning_problems(doc: yamlload.Document, path: Path, shown: str) -> list[Pr
                               f"rename {path.name} or change name"))
     found += _date_problems(raw)
     found += _platform_problems(raw.get("platforms"))
+    found += guards.value_problems(raw)
     return [Problem(shown, doc.line_of(key), key, message) for key, message in found]
 
 
@@ -455,6 +496,21 @@ def _problem_at(one: _Loaded, key: str, message: str) -> Problem:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
+
+
+def select(catalog: Mapping[str, Manifest], names: Iterable[str] = ()) -> dict[str, Manifest]:
+    """The named manifests (all when none is named); an unknown name is a usage error with a "did you
+    mean" (every command that takes manifest names asks here)."""
+    names = list(names)
+    if not names:
+        return dict(catalog)
+    unknown = [n for n in names if n not in catalog]
+    if unknown:
+        hints = [f"{n} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(n, list(catalog), 1))
+                 else n for n in unknown]
+        raise UsageError(f"no manifest named {', '.join(hints)}",
+                         hint=f"known: {', '.join(sorted(catalog)) or 'none'}")
+    return {n: catalog[n] for n in names}
 
 
 def shown_path(path: Path | str) -> str:

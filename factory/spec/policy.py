@@ -71,13 +71,16 @@ ALLOWED_REGISTRY = Rule(
     "Upstream comes from a registry on the allow-list",
     "Guide: use official, maintained images with a CVE-fix record; the allow-list names the "
     "sources the organisation has reviewed.",
-    MANIFEST,
+    # The allow-list is factory.yaml's, reviewed there; a manifest's waiver would bypass that review.
+    MANIFEST, waivable=False,
 )
 NON_ROOT = Rule(
     "POL-004", "non-root-user", ERROR,
-    "The final user is not root (name root, uid 0 or gid 0)",
+    "The final user is not root (name root, uid 0) nor in a group that owns the system (gid 0 root, 6 disk, "
+    "42 shadow)",
     "Guide: hardening means USER 1001, never root; avoid images that run with root rights.",
-    MANIFEST,
+    # Every app inherits the base's user: no reason excuses root in a base image.
+    MANIFEST, waivable=False,
 )
 EOL_PASSED = Rule(
     "POL-005", "eol-passed", ERROR,
@@ -207,12 +210,27 @@ VULNERABILITY = Rule(
     ARTIFACT, waivable=False,
 )
 
+WAIVER_TERM = Rule(
+    "POL-025", "waiver-term", ERROR,
+    "A waiver expires at most a year ahead (MAX_WAIVER_DAYS)",
+    "A waiver until 9999 is a permanent exception nobody reviews again; renew it yearly with a current reason.",
+    MANIFEST, waivable=False,
+)
+RELEASE_FROM_UPSTREAM = Rule(
+    "POL-026", "release-matches-upstream", ERROR,
+    "The declared release is the one the upstream's tag (or image name) names",
+    "The end-of-life rules judge the release; a Debian 11 upstream declared as release 13 would pass them.",
+    MANIFEST, waivable=False,
+)
+
 RULES: tuple[Rule, ...] = (
     PINNED_TAG, PINNED_DIGEST, ALLOWED_REGISTRY, NON_ROOT, EOL_PASSED, EOL_SOON, EOL_UNKNOWN,
     EOL_EXTENDED, MUSL_RUNTIME, TAG_COLLISION, WAIVER_EXPIRED, WAIVER_BAD_RULE, WAIVER_UNUSED,
     CA_CERTIFICATES, UNIFORM_USER, UNIFORM_TIMEZONE, PYTHON_UNBUFFERED, DEBUG_VARIANT,
-    OFFICIAL_IMAGE, MULTI_ARCH, ADDED_LAYERS, TOTAL_LAYERS, SIZE_OVERHEAD, VULNERABILITY,
+    OFFICIAL_IMAGE, MULTI_ARCH, ADDED_LAYERS, TOTAL_LAYERS, SIZE_OVERHEAD, VULNERABILITY, WAIVER_TERM,
+    RELEASE_FROM_UPSTREAM,
 )
+MAX_WAIVER_DAYS = 366  # a year ahead, leap day included
 
 
 def rule_by_id(rule_id: str) -> Rule | None:
@@ -336,15 +354,20 @@ def _check_allowed_registry(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
                                      "factory.yaml after review")
 
 
+# Groups that own the system on Debian, Ubuntu and Alpine: root, disk (raw block devices), shadow
+# (password hashes). A user in one of them is root in all but name.
+PRIVILEGED_GIDS = {0: "root", 6: "disk", 42: "shadow"}
+
+
 def _check_non_root(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
     user = m.user
     if user.name == "root" or user.uid == 0:
         yield _Hit("user.uid" if user.uid == 0 else "user.name",
                    f"the image runs as root (user {user.name!r}, uid {user.uid}); set "
                    "user: {name: app, uid: 1001, gid: 1001}")
-    elif user.gid == 0:
-        yield _Hit("user.gid", f"user {user.name!r} is in the root group (gid 0), which owns most system "
-                               "files; use a group of its own, e.g. gid: 1001")
+    elif user.gid in PRIVILEGED_GIDS:
+        yield _Hit("user.gid", f"user {user.name!r} is in the {PRIVILEGED_GIDS[user.gid]} group (gid {user.gid}), "
+                               "which owns system files or devices; use a group of its own, e.g. gid: 1001")
 
 
 class _Bound(NamedTuple):
@@ -363,6 +386,7 @@ def _eol_bounds(m: Manifest, scope: _Scope) -> list[_Bound]:
     row = lifecycle.lookup(m.distro, m.release)
     if row:
         bounds.append(_Bound(row.eol, "release", f"{row.label}, {row.basis}", row))
+    bounds += _upstream_bounds(m)
     if m.eol:
         bounds.append(_Bound(m.eol, "eol", "this manifest's eol", None, own_eol=True))
     for ancestor in scope.ancestors(m):
@@ -372,6 +396,66 @@ def _eol_bounds(m: Manifest, scope: _Scope) -> list[_Bound]:
         if ancestor.eol:
             bounds.append(_Bound(ancestor.eol, "parent", f"the eol of ancestor {ancestor.name!r}", None))
     return bounds
+
+
+# Releases older than the lifecycle table, by codename: an upstream tag naming one is past its end of life.
+_OLD_CODENAMES = {"debian": {"jessie": "8", "stretch": "9", "buster": "10"},
+                  "ubuntu": {"trusty": "14.04", "xenial": "16.04", "bionic": "18.04"}}
+_OFFICIAL_VERSION = {"debian": r"([0-9]{1,2})(?![0-9])", "ubuntu": r"([0-9]{2}\.[0-9]{2})",
+                     "alpine": r"([0-9]+\.[0-9]+)"}
+
+
+def upstream_release(m: Manifest) -> tuple[str, str] | None:
+    """The release the upstream itself names, and how: a codename in its tag (bookworm-slim,
+    3.11-slim-bookworm), the version of a distro's official image (debian:12.5-slim, ubuntu:22.04,
+    alpine:3.23.6), or distroless's image name (static-debian12). None when it names none."""
+    up = m.upstream
+    if up is None or _is_scratch(up):
+        return None
+    family = "debian" if m.distro == "distroless" else m.distro
+    if m.distro == "distroless":
+        found = re.search(r"debian([0-9]+)", up.repository)
+        return (found[1], f"the image name {up.repository!r}") if found else None
+    codenames = {row.codename: row.release for row in lifecycle.LIFECYCLE if row.distro == family and row.codename}
+    codenames.update(_OLD_CODENAMES.get(family, {}))
+    for word in re.split(r"[-_.]", (up.tag or "").lower()):
+        if word in codenames:
+            return codenames[word], f"the codename {word!r} in upstream tag {up.tag!r}"
+    official = up.repository.rsplit("/", 1)[-1] == family and family in _OFFICIAL_VERSION
+    found = re.match(_OFFICIAL_VERSION.get(family, "$^"), up.tag or "") if official else None
+    return (found[1], f"upstream tag {up.tag!r} of the official {family} image") if found else None
+
+
+def _upstream_bounds(m: Manifest) -> list[_Bound]:
+    """The end of life of the release the upstream names, when that is not the declared one; a release
+    older than every row of the table ended before the oldest row did."""
+    named = upstream_release(m)
+    if named is None or (m.release and lifecycle.normalise_release(m.distro, m.release)
+                         == lifecycle.normalise_release(m.distro, named[0])):
+        return []
+    release, how = named
+    row = lifecycle.lookup(m.distro, release)
+    if row:
+        return [_Bound(row.eol, "upstream.tag", f"{row.label} by {how}, {row.basis}", row)]
+    rows = [r for r in lifecycle.LIFECYCLE if r.distro == m.distro]
+    oldest = min(rows, key=lambda r: _release_number(r.release), default=None)
+    if oldest and _release_number(release) < _release_number(oldest.release):
+        return [_Bound(oldest.eol, "upstream.tag", f"{m.distro} {release} by {how}, older than {oldest.label} "
+                                                   f"(end of life {oldest.eol})", None)]
+    return []
+
+
+def _release_number(release: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in release.split(".") if part.isdigit())
+
+
+def _check_release_from_upstream(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
+    named = upstream_release(m)
+    if named is None or m.release is None:
+        return
+    if lifecycle.normalise_release(m.distro, m.release) != lifecycle.normalise_release(m.distro, named[0]):
+        yield _Hit("release", f"release {m.release!r} is not the {m.distro} release {named[0]} named by "
+                              f"{named[1]}; set release: \"{named[0]}\" (the end-of-life rules judge it)")
 
 
 def _move_advice(bound: _Bound, today: date) -> str:
@@ -495,7 +579,7 @@ def _check_ca_certificates(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
 def _check_uniform_user(m: Manifest, scope: _Scope) -> Iterator[_Hit]:
     org = scope.settings.defaults["user"]
     user = m.user
-    if user.uid == 0 or user.name == "root" or user.gid == 0:
+    if user.uid == 0 or user.name == "root" or user.gid in PRIVILEGED_GIDS:
         return  # POL-004 speaks for root
     if (user.uid, user.gid) != (org["uid"], org["gid"]):
         key = "user.uid" if user.uid != org["uid"] else "user.gid"
@@ -572,6 +656,7 @@ _MANIFEST_CHECKS: tuple[tuple[Rule, Callable[[Manifest, _Scope], Iterator[_Hit]]
     (DEBUG_VARIANT, _check_debug_variant),
     (OFFICIAL_IMAGE, _check_official_image),
     (MULTI_ARCH, _check_multi_arch),
+    (RELEASE_FROM_UPSTREAM, _check_release_from_upstream),
 )
 
 
@@ -592,9 +677,13 @@ def _active_waivers(m: Manifest, today: date) -> dict[str, _ActiveWaiver]:
     active: dict[str, _ActiveWaiver] = {}
     for index, waiver in enumerate(m.waivers):
         rule = rule_by_id(waiver.rule)
-        if rule and rule.waivable and waiver.expires >= today:
+        if rule and rule.waivable and today <= waiver.expires <= _latest_expiry(today):
             active.setdefault(rule.id, _ActiveWaiver(index, waiver.expires, waiver.reason))
     return active
+
+
+def _latest_expiry(today: date) -> date:
+    return date.fromordinal(today.toordinal() + MAX_WAIVER_DAYS)
 
 
 def _waiver_problems(m: Manifest, today: date, fired: set[str]) -> Iterator[Problem]:
@@ -608,6 +697,10 @@ def _waiver_problems(m: Manifest, today: date, fired: set[str]) -> Iterator[Prob
         elif not rule.waivable:
             yield _problem(m, WAIVER_BAD_RULE, f"{key}.rule",
                            f"{rule.label} cannot be waived ({rule.title.lower()}); fix the finding instead")
+        elif waiver.expires > _latest_expiry(today):
+            yield _problem(m, WAIVER_TERM, f"{key}.expires",
+                           f"waiver of {rule.label} expires on {waiver.expires}, more than {MAX_WAIVER_DAYS} days "
+                           f"ahead; set expires to {_latest_expiry(today)} or earlier and review it then")
         elif waiver.expires < today:
             yield _problem(m, WAIVER_EXPIRED, f"{key}.expires",
                            f"waiver of {rule.label} expired on {waiver.expires}; fix the finding, or renew "
@@ -766,6 +859,10 @@ def render_docs() -> str:
         f"  ({WAIVER_EXPIRED.label}) and the finding it covered counts again at its own severity.",
         f"- A waiver naming an unknown rule, or a rule marked not waivable, is an error ({WAIVER_BAD_RULE.label}).",
         f"- A waiver of a manifest-stage rule that did not fire is a warning ({WAIVER_UNUSED.label}): remove it.",
+        f"- A waiver expires at most {MAX_WAIVER_DAYS} days ahead ({WAIVER_TERM.label}), and its reason has at",
+        "  least 10 characters besides spaces: an exception is reviewed again every year.",
+        f"- Root ({NON_ROOT.label}) and a registry off the allow-list ({ALLOWED_REGISTRY.label}) cannot be waived:",
+        "  every app inherits the base's user, and the allow-list is reviewed in factory.yaml, not per manifest.",
         "- Waivers of artifact-stage rules apply in `factory publish`. Vulnerabilities are not waived per",
         "  manifest: accept a single finding in the scanner's ignore file, with a reason and an expiry.",
         "",

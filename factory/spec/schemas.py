@@ -54,12 +54,28 @@ def _strict_pattern(validator: ValidatorType, pattern: str, instance: object,
 
 def _finite_number(checker: object, instance: object) -> bool:
     is_number: bool = jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "number")
-    return is_number and isinstance(instance, int | float) and math.isfinite(instance)
+    # an int is always finite; math.isfinite(10**400) would raise OverflowError (no float is that large)
+    return is_number and (isinstance(instance, int) or (isinstance(instance, float) and math.isfinite(instance)))
+
+
+# jsonschema compares every pair of a list's items when they cannot be sorted (mixed types): 20,000
+# items take minutes. Longer lists are left to maxItems, which every uniqueItems in the schemas sets
+# at most this high (a unit test checks).
+MAX_UNIQUE_ITEMS = 1000
+_UNIQUE_ITEMS = jsonschema.Draft202012Validator.VALIDATORS["uniqueItems"]
+
+
+def _bounded_unique(validator: ValidatorType, unique: object, instance: object,
+                    schema_: Schema) -> Iterator[ValidationError]:
+    if isinstance(instance, list) and len(instance) > MAX_UNIQUE_ITEMS:
+        return iter(())
+    errors: Iterator[ValidationError] | None = _UNIQUE_ITEMS(validator, unique, instance, schema_)
+    return iter(errors or ())
 
 
 # jsonschema.validators.extend() carries no annotations; what it returns is a Validator class.
 Validator: type[ValidatorType] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, {"pattern": _strict_pattern},
+    jsonschema.Draft202012Validator, {"pattern": _strict_pattern, "uniqueItems": _bounded_unique},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number),
 )
 
@@ -210,7 +226,7 @@ def _explain_hinted(e: _Error, words: Words, written: str | None) -> list[tuple[
         return [(e.path, f"{written!r} is read by YAML as {e.value!r}; quote it: {hint}")]
     if e.kind == "minLength":
         return [(e.path, f"{e.field} {e.value!r} is too short: {hint}")]
-    if e.kind in ("pattern", "type", "minItems", "uniqueItems"):
+    if e.kind in ("pattern", "type", "minItems", "uniqueItems", "not"):  # not: a key another one rules out
         return [(e.path, f"{e.value!r} is not valid here: {hint}")]
     return [(e.path, e.message)]
 
@@ -305,7 +321,17 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# user:password@ in a URL: a message quotes the value as written, and a password is never printed.
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced."""
+    return _USERINFO.sub(r"\1<credentials removed>@", text)
+
+
 def quote(value: object, limit: int = 80) -> str:
-    """repr() of a user value, cut short: messages quote what was written, not a megabyte of it."""
-    text = repr(value)
+    """repr() of a user value, cut short: messages quote what was written, not a megabyte of it, and
+    never the credentials of a URL."""
+    text = redact(repr(value))
     return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-1]} ({len(str(value))} characters)"

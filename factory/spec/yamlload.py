@@ -11,6 +11,7 @@ Every failure is a :class:`~factory.errors.Problem`; nothing here raises anythin
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,10 @@ MAX_BYTES = 256 * 1024  # a manifest is a page of text; anything bigger is a mis
 MAX_DEPTH = 20  # the format nests 4 deep; this leaves room without risking recursion limits
 MAX_ALIASES = 20  # anchors are handy for shared lists, but each alias can multiply the document
 MAX_NODES = 50_000  # values built after alias expansion: bounds memory whatever the aliases do
+# Items of one list or keys of one mapping: the schemas allow at most 1000 anywhere; a longer one is
+# refused here, before the schema would explain each of its items.
+MAX_ITEMS = 5000
+MAX_INT = 2**63 - 1  # numbers are bounded before any arithmetic: 10**400 is no float (OverflowError)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster; same results
 
@@ -181,6 +186,10 @@ class _Builder:
         if depth > MAX_DEPTH:  # reachable only through aliases, e.g. a list that contains itself
             raise YamlProblem(_line(node), path, f"nested more than {MAX_DEPTH} levels deep "
                                                  "(through aliases)")
+        if isinstance(node, MappingNode | SequenceNode) and len(node.value) > MAX_ITEMS:
+            what = "keys" if isinstance(node, MappingNode) else "items"
+            raise YamlProblem(_line(node), path, f"{len(node.value)} {what}; at most {MAX_ITEMS} in one "
+                                                 f"{'mapping' if what == 'keys' else 'list'}")
         if isinstance(node, MappingNode):
             self._check_tag(node, path)
             return self._mapping(node, path, depth)
@@ -207,6 +216,7 @@ class _Builder:
             # Keys are always text in this format: `on:` or `1:` must not become True or 1.
             key = key_node.value
             key_path = _join(path, key)
+            _check_text(key, key_path, key_node)
             if key in first_line:
                 self.duplicates.append((_line(key_node), key_path,
                                         f"duplicate key {key!r} (first at line {first_line[key]}); "
@@ -227,7 +237,12 @@ class _Builder:
             value = self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError, OverflowError) as e:
             raise YamlProblem(_line(node), path, f"cannot read {_short(node.value)}: {e}") from None
-        if not isinstance(value, str):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise YamlProblem(_line(node), path, f"the number {_short(node.value, 30)} is too large "
+                                                 f"(at most {MAX_INT})")
+        if isinstance(value, str):
+            _check_text(value, path, node)
+        else:
             self.written[path] = node.value
         return value
 
@@ -235,6 +250,18 @@ class _Builder:
     def _check_tag(node: Node, path: str) -> None:
         if node.tag != _KIND_TAGS[type(node)]:
             raise YamlProblem(_line(node), path, f"YAML tag {_tag(node)} is not supported")
+
+
+def _check_text(text: str, path: str, node: Node) -> None:
+    """Refuse invisible characters anywhere: format characters (Unicode Cf: U+202E right-to-left
+    override, U+2066 isolates, U+200B zero width space ...) make a reviewer read something else than
+    what a tool reads ("trojan source"), and C1 controls (U+0080..U+009F) act as terminal escapes.
+    C0 controls are left to the schema, which allows a tab or newline only where they are harmless."""
+    for ch in text:
+        if ch >= "\x80" and (ch <= "\x9f" or unicodedata.category(ch) == "Cf"):
+            name = unicodedata.name(ch, "a control character")
+            raise YamlProblem(_line(node), path, f"contains the invisible character U+{ord(ch):04X} ({name}); "
+                                                 "it would show reviewers other text than tools read: remove it")
 
 
 def _join(path: str, key: str | int) -> str:

@@ -65,7 +65,8 @@ class Signing(Protocol):
 
     def sign(self, ref: str, *, recursive: bool = True) -> None: ...
 
-    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str) -> None: ...
+    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str, *,
+               replace: bool = False) -> None: ...
 
     def verify(self, ref: str, *, public_key: Path | str | None = None,
                identity: KeylessIdentity | None = None) -> list[dict[str, Any]]: ...
@@ -142,10 +143,10 @@ class Signer:
         return ["cosign", "sign", *self._signing_flags(), *(["--recursive"] if recursive else []),
                 *self._registry_flags(parsed), str(parsed)]
 
-    def attest_argv(self, ref: str, predicate: Path, predicate_type: str) -> list[str]:
+    def attest_argv(self, ref: str, predicate: Path, predicate_type: str, *, replace: bool = False) -> list[str]:
         parsed = _require_digest(ref)
         return ["cosign", "attest", *self._signing_flags(), "--type", predicate_type, "--predicate", str(predicate),
-                *self._registry_flags(parsed), str(parsed)]
+                *(["--replace"] if replace else []), *self._registry_flags(parsed), str(parsed)]
 
     def verify_argv(self, ref: str, *, public_key: Path | str | None = None,
                     identity: KeylessIdentity | None = None) -> list[str]:
@@ -206,14 +207,17 @@ class Signer:
         self.log.info("sign", ref=ref, recursive=recursive)
         self._run_signing(self.sign_argv(ref, recursive=recursive), "sign")
 
-    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str) -> None:
-        """Attach ``predicate`` (a JSON file or a dict) as a signed in-toto attestation of that type."""
+    def attest(self, ref: str, predicate: dict[str, Any] | Path, predicate_type: str, *,
+               replace: bool = False) -> None:
+        """Attach ``predicate`` (a JSON file or a dict) as a signed in-toto attestation of that type.
+        ``replace``: instead of the attestations of that type already there (cosign --replace), for a
+        record that only its newest copy matters (each rescan), so that nightly runs do not pile them up."""
         self.log.info("attest", ref=ref, type=predicate_type)
         with tempfile.TemporaryDirectory() as tmp:
             path = predicate if isinstance(predicate, Path) else Path(tmp) / "predicate.json"
             if not isinstance(predicate, Path):
                 path.write_text(json.dumps(predicate, sort_keys=True))
-            self._run_signing(self.attest_argv(ref, path, predicate_type), "attest")
+            self._run_signing(self.attest_argv(ref, path, predicate_type, replace=replace), "attest")
 
     def _check_public_key(self, public_key: Path | str | None, identity: KeylessIdentity | None) -> None:
         key = str(public_key or (None if identity or self.settings.signing.keyless else self.public_key) or "")

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
+from factory.build import scan
 from factory.core import labels
 from factory.core.errors import ManifestError, VerificationFailed
 from factory.core.model import Manifest
@@ -107,6 +108,12 @@ def verify_image(ref_text: str, signer: Signing, registry_for: Callable[[str], R
 
     check("hardening conformance", conformance)
     check("slsa provenance", partial(_attested, signer, index_ref, SLSA_COSIGN_TYPE, "SLSA v1 provenance", keys))
+    record = latest_scan(signer, repo, report.platforms, report.conformance, keys)
+    # "NOT scanned" is said, not failed: the policy that published it chose warn. A blocking finding in the
+    # newest scan fails: the image is known to be vulnerable now.
+    blocking = sorted({b for p in (record.get("platforms") or {}).values() for b in p.get("blocking") or []})
+    report.findings.append(Finding("vulnerability scan", not blocking,
+                                   scan.describe(record) + (f"; BLOCKING: {', '.join(blocking)}" if blocking else "")))
     found_labels = registry.labels(ref.repository, found.digest)
     report.findings.append(_base_label_finding(found_labels, manifests))
     base_repo = found_labels.get(labels.BASE_NAME_LABEL, "").partition("@")[0]
@@ -114,6 +121,29 @@ def verify_image(ref_text: str, signer: Signing, registry_for: Callable[[str], R
         base_ref = f"{repo}@{found_labels[labels.BASE_DIGEST_LABEL]}"
         check("base image signature", lambda: "the org base image " + _signatures(signer, base_ref, keys))
     return report
+
+
+def latest_scan(signer: Signing, repo: str, platforms: Mapping[str, str], conformance: Mapping[str, Any] | None,
+                keys: Keys) -> dict[str, Any]:
+    """The image's newest verified scan record (``factory.build.scan.summary``): per platform, the newest
+    vuln attestation (publish or `factory scan`), else the conformance predicate's record, else none."""
+    at_publish = (conformance or {}).get("vulnerabilityScan") or {}
+    per_platform: dict[str, Any] = {}
+    for platform, digest in sorted(platforms.items()):
+        try:
+            statements = signer.verify_attestation(f"{repo}@{digest}", labels.VULN, **keys)
+        except VerificationFailed:
+            statements = []
+        results = [((st.get("predicate") or {}).get("metadata") or {}, (st.get("predicate") or {}).get("scanner") or {})
+                   for st in statements]
+        newest = max(results, key=lambda r: str(r[0].get("scanFinishedOn") or ""), default=None)
+        if newest and isinstance(newest[1].get("result"), dict):
+            per_platform[platform] = newest[1]["result"]
+        elif platform in (at_publish.get("platforms") or {}):
+            per_platform[platform] = at_publish["platforms"][platform]
+    if not per_platform:
+        return {"status": scan.NOT_SCANNED, "reason": "no verified scan record", "platforms": {}}
+    return scan.summary(per_platform)
 
 
 def _platforms(registry: Registry, repository: str, found: Descriptor) -> dict[str, str]:

@@ -206,3 +206,9 @@ def test_catalog_page_in_headless_chromium(published, tmp_path):
         assert site.broken_links(published.site) == []
     finally:
         rendered.unlink()
+
+
+def test_every_published_sbom_and_provenance_passes_the_strict_verifiers(published, runner, settings):
+    from tests.integration.test_attestations_published import check_debian_image
+
+    check_debian_image(published.ws, runner, settings, added=ADDED_PACKAGE)

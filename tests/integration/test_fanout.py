@@ -38,6 +38,9 @@ def test_fanned_out_publish_equals_the_single_machine_one(ws, seeded, settings, 
     assert ws.platforms(index) == digests
     out = cosign(runner, settings, "verify", ws.ref(index))
     assert out.returncode == 0, out.stderr
+    for kind, ref in (("cyclonedx", ws.ref("fan-v1")), ("slsaprovenance1", ws.ref(digests["linux/arm64"]))):
+        out = cosign(runner, settings, "verify-attestation", "--type", kind, ref)  # the merged index's SBOM, by tag
+        assert out.returncode == 0, out.stderr
     verified = ws.factory("verify", ws.ref("fan-v1"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 

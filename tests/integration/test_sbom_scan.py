@@ -3,18 +3,19 @@
 Nothing is mocked: buildx builds the layout from the seeded upstreams in the local registry, trivy
 reads it. No vulnerability database can be downloaded here, so the scanner must report that (and
 the gate must follow its configured mode) rather than pretend to have scanned. The DB-present path
-runs the same real trivy against a tiny database of invented advisories (tests/data/trivy-db).
+runs the same real trivy against a tiny database of invented advisories (tests/data/trivy-db), published
+to the local registry as trivy's database is published and fetched from there.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from factory.build import vulndb
 from factory.build.sbom import (
     TrivySbom,
     license_findings,
@@ -24,14 +25,16 @@ from factory.build.sbom import (
 )
 from factory.build.scan import (
     DB_UNAVAILABLE,
+    NOT_SCANNED,
+    SCANNED,
     TrivyScanner,
     Vulnerability,
     gate,
     load_ignores,
-    trivy_db_status,
 )
 from factory.core.errors import CommandError
 from factory.oci.layout import OciLayout
+from factory.oci.registry import Registry
 
 FIXTURE_DB = Path(__file__).resolve().parents[1] / "data" / "trivy-db" / "db"
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -130,13 +133,16 @@ def test_busybox_sbom_has_no_package_database(busybox_layout, runner, trivy_cach
 
 
 def test_scanner_reports_missing_database_and_the_gate_follows_config(busybox_layout, runner, trivy_cache):
-    assert not trivy_db_status(trivy_cache).available, "a trivy DB appeared: this test assumes none"
+    now = datetime.now(UTC)
+    assert not vulndb.status(trivy_cache, max_age=timedelta(hours=48), now=now).available, \
+        "a trivy DB appeared: this test assumes none"
     report = TrivyScanner(runner, trivy_cache).scan(busybox_layout.root, "linux/arm64")
     assert report.db_available is False and report.vulnerabilities == ()
     assert str(trivy_cache / "db" / "trivy.db") in report.note
 
     failed = gate(report, image="busybox", fail_on=["CRITICAL"], ignores=[], db_unavailable="fail")
     assert failed.passed is False and DB_UNAVAILABLE in failed.messages[0]
+    assert failed.as_dict()["status"] == NOT_SCANNED and failed.as_dict()["reason"] == report.note
     warned = gate(report, image="busybox", fail_on=["CRITICAL"], ignores=[], db_unavailable="warn")
     assert warned.passed is True and warned.messages[0].startswith("WARNING: " + DB_UNAVAILABLE)
 
@@ -148,15 +154,22 @@ def test_trivy_itself_cannot_scan_without_the_database(busybox_layout, runner, t
     assert e.value.returncode != 0
 
 
-def test_scanner_with_a_database_finds_and_gates(debian_layout, runner, tmp_path):
+def test_scanner_with_a_database_finds_and_gates(debian_layout, runner, settings, unique_repo, tmp_path):
     """The DB-present path, with real trivy and a tiny DB of two invented advisories (see
-    tests/data/trivy-db/make_db.go): CRITICAL CVE-2099-0001 in dpkg, HIGH CVE-2099-0002 in base-files."""
-    cache = tmp_path / "trivy-cache"
-    shutil.copytree(FIXTURE_DB, cache / "db")
-    scanner = TrivyScanner(runner, cache)
+    tests/data/trivy-db/make_db.go): CRITICAL CVE-2099-0001 in dpkg, HIGH CVE-2099-0002 in base-files.
+    The database is published to the local registry dated now (the fixture's own date is older than
+    the age limit), and the scanner fetches it from there."""
+    built = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    with Registry(settings.registry, insecure=True) as registry:
+        digest = vulndb.push(registry, unique_repo, "2", FIXTURE_DB, updated_at=built)
+    source = f"{settings.registry}/{unique_repo}:2"
+    scanner = TrivyScanner(runner, tmp_path / "trivy-cache", source=source,
+                           registry_for=lambda host: Registry(host, insecure=True))
     for platform in PLATFORMS:
         report = scanner.scan(debian_layout.root, platform)
-        assert report.db_available and report.db_updated_at == "2026-11-28T00:00:00Z"
+        assert report.db_available and report.scanner_version not in ("", "unknown")
+        assert report.db == {"source": source, "digest": digest, "updated_at": built.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             "age_hours": report.db["age_hours"]} and 0.9 < report.db["age_hours"] < 1.5
         found = {v.id: v for v in report.vulnerabilities}
         assert set(found) == {"CVE-2099-0001", "CVE-2099-0002"}
         assert found["CVE-2099-0001"] == Vulnerability(
@@ -166,7 +179,7 @@ def test_scanner_with_a_database_finds_and_gates(debian_layout, runner, tmp_path
 
         blocked = gate(report, image="debian-test", fail_on=["CRITICAL"], ignores=[], db_unavailable="fail")
         assert not blocked.passed and [v.id for v in blocked.blocking] == ["CVE-2099-0001"]
-        assert blocked.counts == {"CRITICAL": 1, "HIGH": 1}
+        assert blocked.counts == {"CRITICAL": 1, "HIGH": 1} and blocked.status == SCANNED
 
     ignore_file = tmp_path / "vuln-ignore.yaml"
     ignore_file.write_text("ignores:\n  - id: CVE-2099-0001\n    reason: invented advisory of the test database\n"

@@ -55,6 +55,9 @@ class Workspace:
             # Security fixes off unless a test is about them: with them on, every publish of an apt image
             # reads ~18 MB of Debian indexes and runs apt-get update per platform (arm64 under QEMU).
             "policy": policy,
+            # The scanner's database: none unless a test pushes one (tests/integration/test_scan_db.py);
+            # the default, trivy's public repository, is out of reach here.
+            "scanner": {"db_repository": ""},
             **(extra_config or {}),
         }
         (root / "manifests").mkdir(parents=True)

@@ -127,13 +127,16 @@ def test_a_symlink_out_of_the_repository_is_refused(tmp_path):
         config.load(repo / "factory.yaml", environ={})
 
 
-def test_good_folders_and_a_relative_state_dir_resolve_inside_the_repository(tmp_path):
-    (tmp_path / "factory.yaml").write_text("manifests_dir: .\nimages_dir: build/images\nstate_dir: .state\n"
-                                           "tools_path: [tools/bin]\nregistry_client: {retries: 1}\n")
-    s = config.load(tmp_path / "factory.yaml", environ={})
-    root = tmp_path.resolve()
-    assert (s.manifests_dir.resolve(), s.images_dir, s.state_dir) == (root, root / "build/images", root / ".state")
-    assert s.tools_path == (root / "tools/bin",)
+def test_good_folders_and_a_relative_state_dir_resolve_against_the_repository(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "factory.yaml").write_text("manifests_dir: .\nimages_dir: build/images\nstate_dir: ../state\n"
+                                       "tools_path: [../tools/bin]\nregistry_client: {retries: 1}\n")
+    s = config.load(repo / "factory.yaml", environ={})
+    root = repo.resolve()
+    assert (s.manifests_dir.resolve(), s.images_dir, s.state_dir.resolve()) == (root, root / "build/images",
+                                                                                tmp_path.resolve() / "state")
+    assert [p.resolve() for p in s.tools_path or ()] == [tmp_path.resolve() / "tools/bin"]
     assert (s.registry_client.retries, s.registry_client.backoff_seconds) == (1, 0.5)
 
 

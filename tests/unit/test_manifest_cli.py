@@ -16,7 +16,7 @@ DIGEST = "sha256:" + "c4" * 32
 def manifest_text(name: str, extra: str = "") -> str:
     return (f"apiVersion: factory/v1\nname: {name}\nversion: \"1.0\"\ndescription: {name} image\n"
             f"upstream: {{image: docker.io/library/debian, tag: 12-slim, digest: '{DIGEST}'}}\n"
-            f"distro: debian\n{extra}")
+            f"distro: debian\n{extra}release: \"12\"\n")  # without a release render refuses it (fixes' suites)
 
 
 @pytest.fixture

@@ -48,5 +48,5 @@ def test_the_example_in_the_doc_is_a_valid_manifest(tmp_path):
     m = manifest.load_file(path, config.load(tmp_path / "factory.yaml", environ={}))
     assert m.name == name and m.variant("debug") and m.tests and m.upstream.digest
     used = set(re.findall(r"^(\w+):", example, re.M))
-    assert used == set(schemas.load("manifest")["properties"]) - {"parent", "waivers"}, \
-        "the example shows every top-level key (parent and waivers as comments)"
+    assert used == set(schemas.load("manifest")["properties"]) - {"parent", "waivers", "deprecated"}, \
+        "the example shows every top-level key (parent, waivers and deprecated as comments)"

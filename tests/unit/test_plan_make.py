@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import pytest
 
 from factory.adapters.gitinfo import Revision
-from factory.core.errors import UsageError
+from factory.core.errors import RegistryError, UsageError
 from factory.oci.layout import Descriptor
 from factory.render import contexts as render
 from factory.render import plan
@@ -19,19 +20,31 @@ UP2 = "sha256:" + "2" * 64
 
 @dataclass
 class FakeRegistry:
-    """tag -> (digest, labels); just the three calls make_plan uses."""
+    """tag -> (digest, labels[, index annotations]); just the calls make_plan uses, counted."""
 
     images: dict
+    calls: list = field(default_factory=list)
 
     def list_tags(self, repo):
+        self.calls.append(("tags", repo))
         return list(self.images)
 
     def head_manifest(self, repo, ref):
+        self.calls.append(("head", ref))
         hit = self.images.get(ref)
         return Descriptor("application/vnd.oci.image.index.v1+json", hit[0], 100) if hit else None
 
+    def get_manifest(self, repo, ref):
+        self.calls.append(("get", ref))
+        hit = self.images.get(ref)
+        if hit is None:
+            raise RegistryError("manifest unknown", method="GET", status=404)
+        index = {"schemaVersion": 2, "manifests": [], **({"annotations": hit[2]} if len(hit) > 2 else {})}
+        return json.dumps(index).encode(), "application/vnd.oci.image.index.v1+json", hit[0]
+
     def labels(self, repo, ref):
-        return self.images[ref][1]
+        self.calls.append(("labels", ref))  # the legacy path: a platform manifest and its config
+        return next(hit[1] for tag, hit in self.images.items() if ref in (tag, hit[0]))
 
 
 def doc(name, version="1.0", **extra):
@@ -59,21 +72,22 @@ def repo(tmp_path):
     return write
 
 
-def published(s, catalog, registry_images, name, base_digest, digest):
-    """What a publish of ``name`` on ``base_digest`` would have labelled and tagged."""
+def published(s, catalog, registry_images, name, base_digest, digest, *, annotated=True):
+    """What a publish of ``name`` on ``base_digest`` would have labelled, annotated (unless it predates
+    annotations) and tagged."""
     m = catalog[name]
     fp = plan.fingerprint(context_digest=plan.context_digest(s.images_dir / name), base_digest=base_digest,
                           platforms=[str(p) for p in m.platforms])
     labels = {plan.FINGERPRINT_LABEL: fp, "org.opencontainers.image.base.digest": base_digest}
     for tag in (f"{name}-v{m.version}.0", f"{name}-v{m.version}", f"{name}-v{m.major}", name):
-        registry_images[tag] = (digest, labels)
+        registry_images[tag] = (digest, labels, dict(labels)) if annotated else (digest, labels)
 
 
-def all_published(s, catalog):
+def all_published(s, catalog, *, annotated=True):
     images = {}
-    published(s, catalog, images, "base", UP1, "sha256:" + "b" * 64)
-    published(s, catalog, images, "app", "sha256:" + "b" * 64, "sha256:" + "c" * 64)
-    published(s, catalog, images, "tool", "sha256:" + "c" * 64, "sha256:" + "d" * 64)
+    published(s, catalog, images, "base", UP1, "sha256:" + "b" * 64, annotated=annotated)
+    published(s, catalog, images, "app", "sha256:" + "b" * 64, "sha256:" + "c" * 64, annotated=annotated)
+    published(s, catalog, images, "tool", "sha256:" + "c" * 64, "sha256:" + "d" * 64, annotated=annotated)
     return FakeRegistry(images)
 
 
@@ -96,6 +110,41 @@ def test_nothing_changed(repo):
     assert p.to_build() == [] and reasons(p) == {"base": (), "app": (), "tool": ()}
     assert [i.current_version for i in p.images] == ["1.0.0"] * 3
     assert [i.next_version for i in p.images] == ["1.0.1"] * 3
+
+
+def test_a_noop_plan_reads_one_index_per_image_and_the_tag_list(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    p = plan.make_plan(catalog, s, lambda host: reg)
+    assert p.to_build() == []
+    assert sorted(reg.calls) == [("get", "app-v1.0.0"), ("get", "base-v1.0.0"), ("get", "tool-v1.0.0"),
+                                 ("tags", "myorg/base")]
+
+
+def test_images_published_before_annotations_are_read_from_their_labels(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog, annotated=False)
+    p = plan.make_plan(catalog, s, lambda host: reg)
+    assert p.to_build() == []
+    assert sorted(c for c in reg.calls if c[0] == "labels") == [
+        ("labels", "sha256:" + c * 64) for c in "bcd"]  # by the digest the GET returned
+
+
+def test_a_child_planned_without_its_parent_heads_the_parent_tag(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    p = plan.make_plan(catalog, s, lambda host: reg, ["tool"])
+    assert [i.name for i in p.images] == ["tool"] and p.to_build() == []
+    assert sorted(reg.calls) == [("get", "tool-v1.0.0"), ("head", "app-v1.0"), ("tags", "myorg/base")]
+
+
+def test_a_changed_annotation_fingerprint_plans_a_rebuild(repo):
+    s, catalog = repo()
+    reg = all_published(s, catalog)
+    digest, labels, _ = reg.images["app-v1.0.0"]
+    reg.images["app-v1.0.0"] = (digest, labels, {**labels, plan.FINGERPRINT_LABEL: "sha256:" + "9" * 64})
+    p = plan.make_plan(catalog, s, lambda host: reg)
+    assert reasons(p) == {"base": (), "app": ("manifest changed",), "tool": ("parent changed",)}
 
 
 def test_upstream_change_cascades_to_every_descendant(repo):

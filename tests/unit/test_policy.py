@@ -108,12 +108,14 @@ def test_rule_ids_are_stable():
         "POL-016": "uniform-timezone", "POL-017": "python-unbuffered", "POL-018": "debug-variant",
         "POL-019": "official-image", "POL-020": "multi-arch", "POL-021": "added-layers",
         "POL-022": "total-layers", "POL-023": "size-overhead", "POL-024": "vulnerability",
+        "POL-025": "waiver-term", "POL-026": "release-matches-upstream",
     }
 
 
 def test_every_manifest_rule_has_a_check_except_waiver_rules():
     checked = {rule.id for rule, _ in policy._MANIFEST_CHECKS}
-    waiver_rules = {policy.WAIVER_EXPIRED.id, policy.WAIVER_BAD_RULE.id, policy.WAIVER_UNUSED.id}
+    waiver_rules = {policy.WAIVER_EXPIRED.id, policy.WAIVER_BAD_RULE.id, policy.WAIVER_UNUSED.id,
+                    policy.WAIVER_TERM.id}
     manifest_rules = {r.id for r in policy.RULES if r.stage == "manifest"}
     assert checked == manifest_rules - waiver_rules
 
@@ -308,7 +310,9 @@ def test_unknown_release_without_eol_warns(settings):
 
 
 def test_missing_release_without_eol_warns(settings):
-    p = only(run(settings, make_manifest(release=None)), policy.EOL_UNKNOWN)
+    # an upstream whose tag names no release (no codename, not the official debian image)
+    no_release = Upstream("docker.io/library/python", "3.11.9-slim", GOOD_DIGEST)
+    p = only(run(settings, make_manifest(release=None, upstream=no_release)), policy.EOL_UNKNOWN)
     assert "release is not set" in p.message and "11, 12, 13" in p.message
 
 
@@ -383,25 +387,27 @@ def test_waived_finding_becomes_a_warning_that_says_so(settings):
     problems = run(settings, m)
     p = only(problems, policy.MUSL_RUNTIME)
     assert p.severity == "warning" and "[waived until 2026-12-28 by waivers.0: pure-Python" in p.message
-    m = make_manifest(user=User("root", 0, 0), waivers=(waiver("POL-004"),))
-    p = only(run(settings, m), policy.NON_ROOT)
-    assert p.severity == "warning" and "waived until" in p.message
     assert of_rule(run(settings, m), policy.WAIVER_UNUSED) == []
+    m = make_manifest(user=User("root", 0, 0), waivers=(waiver("POL-004"),))  # root: no waiver undoes it
+    assert only(run(settings, m), policy.NON_ROOT).severity == "error"
+    assert "cannot be waived" in only(run(settings, m), policy.WAIVER_BAD_RULE).message
 
 
 def test_expired_waiver_is_an_error_and_no_longer_waives(settings):
-    m = make_manifest(user=User("root", 0, 0), waivers=(waiver("POL-004", TODAY - timedelta(days=1)),))
+    m = make_manifest(runtime="python", env=(("PYTHONUNBUFFERED", "1"),),
+                      waivers=(waiver("POL-009", TODAY - timedelta(days=1)),), **ALPINE)
     problems = run(settings, m)
     expired = only(problems, policy.WAIVER_EXPIRED)
     assert expired.severity == "error" and expired.key == "waivers.0.expires" and expired.line == 23
     assert "expired on 2026-11-27" in expired.message
-    assert only(problems, policy.NON_ROOT).severity == "error"
+    assert "waived" not in only(problems, policy.MUSL_RUNTIME).message
 
 
 def test_waiver_is_in_force_on_its_expiry_day(settings):
-    m = make_manifest(user=User("root", 0, 0), waivers=(waiver("POL-004", TODAY),))
+    m = make_manifest(runtime="python", env=(("PYTHONUNBUFFERED", "1"),), waivers=(waiver("POL-009", TODAY),),
+                      **ALPINE)
     problems = run(settings, m)
-    assert of_rule(problems, policy.WAIVER_EXPIRED) == [] and only(problems, policy.NON_ROOT).severity == "warning"
+    assert of_rule(problems, policy.WAIVER_EXPIRED) == [] and only(problems, policy.MUSL_RUNTIME).severity == "warning"
 
 
 def test_waiver_of_unknown_rule_is_an_error(settings):

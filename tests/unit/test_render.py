@@ -26,7 +26,7 @@ from factory.core import platforms
 from factory.core.errors import ConfigError, ManifestError, RenderError, UsageError
 from factory.core.model import CaFile, Manifest, Parent, Upstream, User, Variant
 from factory.render import contexts as render
-from factory.spec import config
+from factory.spec import config, manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 TEST_CERTS = Path(__file__).parents[1] / "data" / "certs"  # fixed CA certificates (tests/data/README.md)
@@ -342,8 +342,10 @@ def test_parent_based_image_takes_its_base_as_a_build_arg(settings):
     lines = logical_lines(text(image))
     assert lines[:2] == ["ARG BASE_REF", "FROM ${BASE_REF}"]
     assert 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in text(image)
+    # base.name is the parent by tag (BASE_NAME), not the digest reference built FROM
+    assert 'org.opencontainers.image.base.name="${BASE_NAME}"' in text(image)
     assert json.loads(image.files["factory-context.json"])["from"] == {"parent": "debian-12-slim"}
-    assert render.build_args(m) == ("BASE_REF", "BASE_DIGEST", *render.PER_BUILD_ARGS)
+    assert render.build_args(m) == ("BASE_REF", "BASE_NAME", "BASE_DIGEST", *render.PER_BUILD_ARGS)
     assert render.build_args(make_manifest(settings)) == render.PER_BUILD_ARGS
 
 
@@ -377,6 +379,17 @@ def test_labels_carry_the_oci_keys_the_fingerprint_and_the_manifests_own(setting
     assert 'com.example.team="platform"' in label
     for arg in render.PER_BUILD_ARGS:
         assert f"ARG {arg}\n" in dockerfile
+
+
+def test_a_licence_that_is_no_spdx_expression_gets_no_label_and_the_source_comes_from_the_build(settings):
+    from license_expression import get_spdx_licensing
+
+    unknown = text(render.render_manifest(make_manifest(settings, licenses="NOASSERTION"), settings))
+    assert "org.opencontainers.image.licenses" not in unknown
+    assert 'org.opencontainers.image.source="${FACTORY_SOURCE}"' in unknown  # source_url or the git remote
+    known = text(render.render_manifest(make_manifest(settings, licenses="PSF-2.0"), settings))
+    value = re.search(r'org\.opencontainers\.image\.licenses="([^"]*)"', known)[1]
+    assert get_spdx_licensing().validate(value, strict=True).errors == []
 
 
 def test_per_build_args_come_after_the_run_so_they_never_invalidate_its_cache(settings):
@@ -447,8 +460,10 @@ def test_language_trust_stores_by_runtime_and_the_manifests_own_env_wins(setting
     assert 'REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"' in python
     assert 'SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt"' in python
     assert "CA_BUNDLE" not in env(runtime="python") and "NODE_EXTRA" not in env(runtime="node")  # no org CAs
-    own = env(runtime="python", certificates=(org_ca(),), env=(("REQUESTS_CA_BUNDLE", "/app/ca.pem"),))
-    assert 'REQUESTS_CA_BUNDLE="/app/ca.pem"' in own and own.count("REQUESTS_CA_BUNDLE") == 1
+    own = env(runtime="python", certificates=(org_ca(),), env=(("REQUESTS_CA_BUNDLE", "/etc/ssl/cert.pem"),))
+    assert 'REQUESTS_CA_BUNDLE="/etc/ssl/cert.pem"' in own and own.count("REQUESTS_CA_BUNDLE") == 1
+    # a value outside the image's trust store is refused (factory.spec.guards)
+    assert "would replace the image's trust store" in _refused(settings, env=(("SSL_CERT_FILE", "/dev/null"),))
 
 
 def test_java_images_import_the_org_cas_into_cacerts(settings):
@@ -673,10 +688,10 @@ def test_check_reports_changed_missing_and_extra_files(settings):
 
 def test_select_by_name_suggests_a_close_one(settings):
     catalog = _catalog(settings)
-    assert render.select(catalog, []) == catalog
-    assert render.select(catalog, ["app"]) == catalog
+    assert manifest.select(catalog, []) == catalog
+    assert manifest.select(catalog, ["app"]) == catalog
     with pytest.raises(UsageError, match="apq \\(did you mean app\\?\\)"):
-        render.select(catalog, ["apq"])
+        manifest.select(catalog, ["apq"])
 
 
 # --- the CLI --------------------------------------------------------------------------------------

@@ -212,8 +212,8 @@ FIELDS = [
     Field("manifest path", lambda s, v: (make_manifest(s, path=s.root / "manifests" / v), s), "x.yaml"),
     Field("vendor (factory.yaml)", _settings_field("vendor"), _or_empty("myorg"),
           lands=("Dockerfile", "LABEL", "org.opencontainers.image.vendor")),
-    Field("source_url (factory.yaml)", _settings_field("source_url"), _or_empty("https://git.example.org/x"),
-          lands=("Dockerfile", "LABEL", "org.opencontainers.image.source")),
+    # the source label is a build arg now (source_url, or the git remote): the value never enters the file
+    Field("source_url (factory.yaml)", _settings_field("source_url"), _or_empty("https://git.example.org/x")),
     Field("helper_image (factory.yaml)", _settings_field("helper_image", "distroless"),
           "docker.io/library/debian@sha256:" + "0" * 64),
 ]

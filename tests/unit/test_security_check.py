@@ -148,7 +148,7 @@ def test_children_take_their_parents_release_and_unpublished_ones_are_listed(tmp
 
 
 def test_an_unknown_name_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="'nope'"):
+    with pytest.raises(UsageError, match="no manifest named nope"):
         World(tmp_path).run(["nope"])
     with pytest.raises(UsageError, match="did you mean deb"):
         World(tmp_path).run(["debb"])

@@ -120,7 +120,7 @@ def test_not_checked_says_why_and_unverified_conformance_is_not_recorded(tmp_pat
     py = result.entry("py").versions[0]
     assert not py.platforms[0].security_applied.recorded
     assert "not read: no verified conformance attestation" in py.platforms[0].security_applied.note
-    assert any(n.startswith("security fixes applied: not read") for n in py.notes)
+    assert any(n.startswith("conformance: not read") for n in py.notes)  # one note: fixes and scan read it
 
 
 def test_catalog_json_carries_the_fields_and_validates(tmp_path):

@@ -169,7 +169,8 @@ def test_plan_command_prints_one_format_and_fails_unchecked_under_require(world,
     s, catalog, registry = world
     fixes = {"base": plan.ImageFixes("1.0.0", fixable=(fix("apt"),)),
              "static": plan.ImageFixes("1.0.0", errors=("static 1.0.0 linux/amd64: archive unreachable",))}
-    monkeypatch.setattr(pipeline, "plan", lambda ctx, names, force: plan.make_plan(catalog, s, registry, fixes=fixes))
+    monkeypatch.setattr(pipeline, "plan", lambda ctx, names, force, vulnerable=None:
+                        plan.make_plan(catalog, s, registry, fixes=fixes))
     monkeypatch.setattr(cli.RunContext, "registry_requests", lambda self: 0)
     code, out, err = run_cli(["--config", str(s.root / "factory.yaml"), "plan", "--format", fmt], capsys)
     assert code == 2 and "fixes not checked for:\n  static 1.0.0 linux/amd64: archive unreachable" in err
@@ -178,3 +179,13 @@ def test_plan_command_prints_one_format_and_fails_unchecked_under_require(world,
     else:
         assert json.loads(out)[0]["security_fixes"][0]["package"] == "apt"
         assert "note: static 1.0.0: fixes not checked" in err
+
+
+def test_a_vulnerable_current_version_is_planned_with_its_descendants(world):
+    """`factory scan` found a blocking CVE in base 1.0.0: the fix is a rebuild, and its children follow."""
+    s, catalog, registry = world
+    p = plan.make_plan(catalog, s, registry, fixes={}, vulnerable={"base": "1.0.0"})
+    assert reasons(p) == {"base": ("vulnerable",), "app": ("parent changed",), "tool": ("parent changed",),
+                          "static": ()}
+    # found in a version that is no longer the current one: nothing to do
+    assert plan.make_plan(catalog, s, registry, fixes={}, vulnerable={"base": "0.9.0"}).to_build() == []

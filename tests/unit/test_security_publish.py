@@ -429,9 +429,10 @@ def test_the_provenance_lists_the_applied_packages_as_purls_and_the_build_args(t
                                         "pkg:deb/debian/tzdata@2026f-0%2Bdeb12u1?arch=all"]  # one arch=all entry
     assert deps[0]["annotations"] == {"from": "1.5.2-6", "suite": "bookworm-security"}
     provenance = attest.slsa_provenance(
-        builder_id="b", build_type="t", manifest={}, context_digest="sha256:c", base_ref="r/x@sha256:" + "a" * 64,
-        platforms=list(PLATFORMS), build_args={"SECURITY_FIXES": "libpam0g tzdata", "ORG_LAYER": "run"},
-        invocation={}, started=NOW, finished=NOW, subjects={}, packages=deps)
+        builder_id="b", build_type="t", manifest={}, context_digest="sha256:c", platforms=list(PLATFORMS),
+        build_args={"SECURITY_FIXES": "libpam0g tzdata", "ORG_LAYER": "run"}, invocation_id="",
+        started=NOW, finished=NOW,
+        dependencies=[attest.image_dependency("r.example.com/x@sha256:" + "a" * 64, "base"), *deps])
     resolved = provenance["buildDefinition"]["resolvedDependencies"]
-    assert resolved[0]["uri"] == "oci://r/x" and resolved[1:] == deps
+    assert resolved[0]["uri"] == "oci://r.example.com/x" and resolved[1:] == deps
     assert provenance["buildDefinition"]["internalParameters"]["buildArgs"]["ORG_LAYER"] == "run"

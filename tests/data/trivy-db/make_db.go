@@ -12,6 +12,10 @@
 // Regenerate (Debian packages golang-go and golang-github-coreos-bbolt-dev):
 //
 //	cd tests/data/trivy-db && GO111MODULE=off GOPATH=/usr/share/gocode go run make_db.go db
+//	cd tests/data/trivy-db && GO111MODULE=off GOPATH=/usr/share/gocode go run make_db.go db-next next
+//
+// The "next" variant is the database a day later: the same two advisories plus a third, CRITICAL
+// CVE-2099-0004 in tar (fixed in 9.9.9), disclosed after an image was published (``factory scan``).
 package main
 
 import (
@@ -52,6 +56,12 @@ func main() {
 		"dpkg":       {"CVE-2099-0001": {FixedVersion: "9.9.9"}},
 		"base-files": {"CVE-2099-0002": {}}, // no fix yet
 	}
+	next := len(os.Args) > 2 && os.Args[2] == "next"
+	day := 0
+	if next {
+		advisories["tar"] = map[string]advisory{"CVE-2099-0004": {FixedVersion: "9.9.9"}}
+		day = 1
+	}
 	vulns := map[string]vulnerability{
 		"CVE-2099-0001": {Title: "factory test fixture: invented critical flaw in dpkg",
 			Description: "Not a real vulnerability: written by tests/data/trivy-db/make_db.go.",
@@ -59,6 +69,12 @@ func main() {
 		"CVE-2099-0002": {Title: "factory test fixture: invented high flaw in base-files",
 			Description: "Not a real vulnerability: written by tests/data/trivy-db/make_db.go.",
 			Severity: "HIGH", VendorSeverity: map[string]int{"debian": 3}},
+		"CVE-2099-0004": {Title: "factory test fixture: invented critical flaw in tar, disclosed later",
+			Description: "Not a real vulnerability: written by tests/data/trivy-db/make_db.go.",
+			Severity: "CRITICAL", VendorSeverity: map[string]int{"debian": 4}},
+	}
+	if !next {
+		delete(vulns, "CVE-2099-0004")
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		release, err := tx.CreateBucket([]byte("debian 12"))
@@ -99,7 +115,7 @@ func main() {
 		log.Fatal(err)
 	}
 	// Fixed times keep the committed files byte-for-byte reproducible.
-	at := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	at := time.Date(2026, 11, 28+day, 0, 0, 0, 0, time.UTC)
 	meta, _ := json.Marshal(map[string]any{"Version": 2, "NextUpdate": at.Add(24 * time.Hour),
 		"UpdatedAt": at, "DownloadedAt": at})
 	if err := os.WriteFile(filepath.Join(dir, "metadata.json"), meta, 0o644); err != nil {
