@@ -120,7 +120,9 @@ def machine_config(settings, seeded_debian, host: str, repository: str, hosts: l
     return {"registry": host, "repository": repository, "helper_image": seeded_debian.ref,
             "insecure_registries": [*hosts, settings.registry], "signing": {"key": str(settings.dev_key)},
             "tools_path": [str(settings.tools_bin), str(Path(sys.executable).parent)],
-            "registry_client": {"timeout_seconds": MEETING_TIMEOUT + 60}}
+            # No retries: a held request waits up to the meeting's timeout, and one request may take at most
+            # 300 s in all (config.py MAX_REGISTRY_REQUEST_SECONDS), retries included.
+            "registry_client": {"timeout_seconds": MEETING_TIMEOUT + 60, "retries": 0}}
 
 
 def publish_at_once(*workspaces, env: list[dict] | None = None) -> list[tuple[subprocess.CompletedProcess, dict]]:

@@ -21,16 +21,15 @@ import ssl
 import stat
 import tarfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from factory.build import gates, imagetest
+from factory.build import imagetest
 from factory.build.buildx import BuildRequest, BuiltImage, build
 from factory.core.model import Manifest
-from factory.oci.registry import Registry
 from factory.render import contexts as render
 from factory.spec import config, manifest
 from tests.certgen import Issued, make_ca, make_server
@@ -89,7 +88,8 @@ class Built:
     image_id: str
 
 
-def _build(tmp_path: Path, docker, seeded, doc: dict, *, ca: Issued | None, helper: str) -> Built:
+def _build(tmp_path: Path, docker, seeded, doc: dict, *, ca: Issued | None, helper: str,
+           platforms: tuple[str, ...] = PLATFORMS) -> Built:
     repo = tmp_path / doc["name"]
     (repo / "manifests").mkdir(parents=True)
     cfg: dict = {"helper_image": helper}
@@ -103,10 +103,10 @@ def _build(tmp_path: Path, docker, seeded, doc: dict, *, ca: Issued | None, help
     path.write_text(json.dumps({
         "apiVersion": "factory/v1", "version": "1.0", "description": "org CA test image", "eol": "2028-06-30",
         "upstream": {"image": seeded.image, "tag": seeded.tag, "digest": seeded.digest},
-        "distro": seeded.distro, "release": seeded.release or None, "platforms": list(PLATFORMS), **doc}))
+        "distro": seeded.distro, "release": seeded.release or None, "platforms": list(platforms), **doc}))
     m = manifest.load_file(path, settings)
     render.write_all({m.name: m}, settings)
-    built = build(docker, BuildRequest(m.name, settings.images_dir / m.name / render.DOCKERFILE, PLATFORMS,
+    built = build(docker, BuildRequest(m.name, settings.images_dir / m.name / render.DOCKERFILE, platforms,
                                        BUILD_ARGS), tmp_path / "out")
     return Built(m, settings, built, docker.load(built.archive))
 
@@ -140,13 +140,15 @@ def test_an_image_with_the_org_ca_completes_a_tls_handshake_on_every_platform(
 
 def test_the_same_image_without_the_org_ca_fails_the_handshake_and_the_check(
         tmp_path, docker, seeded_debian, org_ca, https_url):
+    # One platform: what fails here (the check, the handshake) does not depend on it, and the test above
+    # shows the handshake on every platform (an arm64 build with curl under QEMU costs a minute of CI).
     built = _build(tmp_path, docker, seeded_debian, {"name": "no-org-ca-curl", "packages": ["curl"]},
-                   ca=None, helper=seeded_debian.ref)
+                   ca=None, helper=seeded_debian.ref, platforms=("linux/amd64",))
     try:
         expect = dataclasses.replace(imagetest.Expectations.for_manifest(built.manifest),
                                      ca_fingerprints=(org_ca.sha256,))
         checks = _checks(docker, built, expect)
-        for p in PLATFORMS:
+        for p in ("linux/amd64",):
             assert not checks[("org-ca-trusted", p)].passed
             assert org_ca.sha256 in checks[("org-ca-trusted", p)].detail
             assert checks[("ca-bundle", p)].passed  # the public bundle is there; the org CA is not
@@ -166,54 +168,24 @@ ALLOWED = {"etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/ssl/cert
            "etc/ssl/certs/01-org-root-ca.pem"}
 
 
-def _layer_members(built: BuiltImage, platform: str, index: int) -> dict[str, tarfile.TarInfo]:
-    layer = built.layout.image(platform).layers[index]
-    data = gzip.decompress(built.layout.blob(layer.digest).read_bytes())
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+def _published_layer(ws: Workspace, digest: str) -> dict[str, tarfile.TarInfo]:
+    """The members of the last layer of the published platform manifest ``digest``, downloaded."""
+    layer = ws.manifest(digest)["layers"][-1]
+    assert layer["size"] < 1_000_000, f"the hardening layer is {layer['size']} bytes"
+    resp = requests.get(f"http://{ws.registry}/v2/{ws.repository}/blobs/{layer['digest']}", timeout=60)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(resp.content))) as tar:
         return {m.name.lstrip("./").rstrip("/"): m for m in tar.getmembers()}
 
 
-def test_a_hardening_only_image_adds_one_layer_of_changed_files_and_trusts_the_org_ca(
-        tmp_path, docker, seeded_debian, org_ca, https_url, settings):
-    built = _build(tmp_path, docker, seeded_debian,
-                   {"name": "org-ca-hardening", "variants": {"debug": {"packages": ["curl"]}}},
-                   ca=org_ca, helper=seeded_debian.ref)
-    registry = Registry(settings.registry, insecure=True)
-    base = gates.base_image(registry, seeded_debian.ref, PLATFORMS)
-    repo = f"test/org-ca-{uuid.uuid4().hex[:10]}"
-    debug_id = None
-    try:
-        for p in PLATFORMS:
-            layers = built.image.layout.image(p).layers
-            assert len(layers) == base.layers[p] + 1, f"{p}: {len(layers)} layers over {base.layers[p]}"
-            assert layers[-1].size < 1_000_000, f"{p}: the hardening layer is {layers[-1].size} bytes"
-            members = _layer_members(built.image, p, -1)
-            files = {name for name, m in members.items() if not m.isdir()}
-            hash_links = {n for n in files if n.startswith("etc/ssl/certs/") and n.endswith(".0")}
-            setuid_copies = {n for n in files if n.startswith(("usr/bin/", "usr/sbin/"))}
-            assert files - ALLOWED - hash_links - setuid_copies == set(), p
-            assert files >= ALLOWED and len(hash_links) == 1, p
-            assert {"usr/bin/su", "usr/bin/passwd", "usr/bin/mount"} <= setuid_copies, p
-            assert not any(m.mode & (stat.S_ISUID | stat.S_ISGID) for m in members.values()), p
-            assert not any(n.startswith(("var/", "usr/share/doc")) for n in members), p  # no apt or dpkg leftovers
-
-        checks = _checks(docker, built, imagetest.Expectations.for_manifest(built.manifest))
-        assert not imagetest.failures(checks.values()), imagetest.failures(checks.values())
-
-        # no TLS client in the prod image: its debug variant adds curl on top, and reads the prod bundle
-        registry.push_layout(built.image.layout, repo)
-        debug = build(docker, BuildRequest(
-            "org-ca-hardening-debug", built.settings.images_dir / built.manifest.name / "debug" / render.DOCKERFILE,
-            PLATFORMS, {**BUILD_ARGS, "BASE_REF": f"{settings.registry}/{repo}@{built.image.index_digest}",
-                        "BASE_DIGEST": built.image.index_digest}), tmp_path / "out-debug")
-        debug_id = docker.load(debug.archive)
-        for p in PLATFORMS:
-            rc, out, err = _curl(docker, debug_id, p, https_url)
-            assert (rc, out) == (0, GREETING), f"{p}: curl exited {rc}: {err}"
-    finally:
-        docker.remove_image(built.image_id)
-        if debug_id:
-            docker.remove_image(debug_id)
+def _assert_only_hardening(members: dict[str, tarfile.TarInfo], platform: str) -> None:
+    files = {name for name, m in members.items() if not m.isdir()}
+    hash_links = {n for n in files if n.startswith("etc/ssl/certs/") and n.endswith(".0")}
+    setuid_copies = {n for n in files if n.startswith(("usr/bin/", "usr/sbin/"))}
+    assert files - ALLOWED - hash_links - setuid_copies == set(), platform
+    assert files >= ALLOWED and len(hash_links) == 1, platform
+    assert {"usr/bin/su", "usr/bin/passwd", "usr/bin/mount"} <= setuid_copies, platform
+    assert not any(m.mode & (stat.S_ISUID | stat.S_ISGID) for m in members.values()), platform
+    assert not any(n.startswith(("var/", "usr/share/doc")) for n in members), platform  # no apt or dpkg leftovers
 
 
 # --- an image without a shell: the helper image assembles the bundle ---------------------------------------
@@ -233,7 +205,7 @@ def test_a_no_shell_image_gets_the_org_ca_in_its_bundle(tmp_path, docker, seeded
 
 # --- through the publish pipeline: the published images trust the org CA ---------------------------------
 
-def test_a_published_hardening_only_image_trusts_the_org_ca_and_its_debug_variant_shakes_hands(
+def test_a_published_hardening_only_image_adds_one_layer_trusts_the_org_ca_and_its_debug_variant_shakes_hands(
         tmp_path, settings, docker, seeded_debian, org_ca, https_url):
     ws = Workspace.create(tmp_path / "repo", registry=settings.registry, state_dir=settings.state_dir,
                           extra_config={"helper_image": seeded_debian.ref, "certificates": [ORG_CA]})
@@ -251,6 +223,9 @@ def test_a_published_hardening_only_image_trusts_the_org_ca_and_its_debug_varian
     trusted = {c["platform"]: c["passed"] for c in prod["checks"] if c["name"] == "org-ca-trusted"}
     assert trusted == dict.fromkeys(PLATFORMS, True)
     assert all(prod["gates"]["layers"][p]["added"] == 1 for p in PLATFORMS), prod["gates"]["layers"]
+    # that one layer, as published, holds only what the hardening changes
+    for p, digest in ws.platforms(ws.digest("orgca")).items():
+        _assert_only_hardening(_published_layer(ws, digest), p)
     debug = ws.ref(ws.digest("orgca-debug"))
     for p in PLATFORMS:
         rc, out, err = _curl(docker, debug, p, https_url)

@@ -150,7 +150,8 @@ def test_the_provenance_lists_the_applied_packages_and_the_build_arguments(publi
     args = provenance["buildDefinition"]["internalParameters"]["buildArgs"]
     prod = published.report["images"][0]["prod"]
     assert args["SECURITY_FIXES"] == prod["fix_args"]["SECURITY_FIXES"] and args["ORG_LAYER"] == "run"
-    purls = {d["uri"] for d in provenance["buildDefinition"]["resolvedDependencies"] if d["uri"].startswith("pkg:")}
+    purls = {d["uri"] for d in provenance["buildDefinition"]["resolvedDependencies"]
+             if d.get("uri", "").startswith("pkg:")}
     for platform, found in prod["security_fixes"]["platforms"].items():
         arch = platform.split("/")[1]
         for a in found["applied"]:

@@ -158,7 +158,7 @@ def test_verify_image_by_tag_checks_everything(signed, runner):
     by_check = {f.check: f for f in report.findings}
     assert set(by_check) == {"signature (index)", "signature (linux/amd64)", "signature (linux/arm64)",
                              "sbom attestation (linux/amd64)", "sbom attestation (linux/arm64)",
-                             "hardening conformance", "slsa provenance", "base.digest label"}
+                             "hardening conformance", "slsa provenance", "vulnerability scan", "base.digest label"}
     # No provenance was attested here: verify must say so, and the rest must pass.
     assert not by_check["slsa provenance"].ok
     assert [f.check for f in report.findings if not f.ok] == ["slsa provenance"]
@@ -187,7 +187,10 @@ def test_an_unsigned_image_does_not_verify(keyed, runner, docker, tmp_path):
     with Registry(keyed.registry, insecure=True) as registry:
         report = verify_image(f"{keyed.registry}/{repository}:v1", Signer(keyed, runner), lambda host: registry, {})
     assert not report.ok
-    assert {f.check for f in report.findings if f.ok} == {"base.digest label"}
+    # Said, never passed as if scanned: no scan record verifies (the finding only fails on a blocking CVE).
+    assert {f.check for f in report.findings if f.ok} == {"base.digest label", "vulnerability scan"}
+    scan_finding = next(f for f in report.findings if f.check == "vulnerability scan")
+    assert scan_finding.detail == "NOT scanned: no verified scan record"
 
 
 def test_a_garbage_private_key_makes_signing_fail_naming_the_step(signed, runner, tmp_path):

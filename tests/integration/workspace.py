@@ -116,8 +116,15 @@ class Workspace:
         return resp.json()
 
     def platforms(self, reference: str) -> dict[str, str]:
+        """platform -> manifest digest; a one-platform image is its own manifest (read from its config)."""
         index = self.manifest(reference)
-        return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
+        if "manifests" not in index:
+            resp = requests.get(f"http://{self.registry}/v2/{self.repository}/blobs/{index['config']['digest']}",
+                                timeout=10)
+            config = json.loads(resp.content)
+            return {f"{config['os']}/{config['architecture']}": self.digest(reference)}
+        return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]
+                if m.get("platform", {}).get("os") != "unknown"}
 
     def labels(self, reference: str) -> dict[str, str]:
         first = next(iter(self.platforms(reference).values()))
