@@ -99,6 +99,34 @@ def _declared_release(m: Manifest, manifests: Mapping[str, Manifest]) -> str | N
     return None
 
 
+@dataclass(frozen=True)
+class Current:
+    """One variant's current published version: the newest immutable tag of its manifest's major.minor."""
+
+    manifest: Manifest
+    prefix: str  # the tag prefix: the name, or name-debug
+    tag: str  # the immutable tag
+    version: str
+
+
+def current_versions(manifests: Mapping[str, Manifest], names: Sequence[str],
+                     tags: Sequence[str]) -> tuple[list[Current], list[str]]:
+    """The current version of each named manifest (all when none is named), prod then debug variant, from
+    the repository's ``tags``; and the prefixes with none published. An unknown name is a usage error."""
+    manifest.select(manifests, names)
+    found: list[Current] = []
+    unpublished: list[str] = []
+    for name in names or sorted(manifests):
+        m = manifests[name]
+        for prefix in [m.name] + ([versioning.tag_prefix(m.name, debug=True)] if m.variant("debug") else []):
+            current = versioning.latest(versioning.versions_in(tags, prefix), m.major, m.minor)
+            if current is None:
+                unpublished.append(prefix)
+            else:
+                found.append(Current(m, prefix, versioning.immutable_tag(prefix, current), str(current)))
+    return found, unpublished
+
+
 class FixesChecker:
     """One run of `factory fixes`: reads the registry, cosign and the archives."""
 
@@ -114,23 +142,10 @@ class FixesChecker:
         self.log = log.get("fixes")
 
     def check(self, names: Sequence[str] = ()) -> FixesRun:
-        manifest.select(self.manifests, names)  # an unknown name is a usage error with a hint
-        tags = self.registry.list_tags(self.settings.repository)
-        reports: list[FixesReport] = []
-        unpublished: list[str] = []
-        for name in names or sorted(self.manifests):
-            m = self.manifests[name]
-            for prefix in self._prefixes(m):
-                current = versioning.latest(versioning.versions_in(tags, prefix), m.major, m.minor)
-                if current is None:
-                    unpublished.append(prefix)
-                else:
-                    reports += self._version(m, prefix, versioning.immutable_tag(prefix, current), str(current))
+        found, unpublished = current_versions(self.manifests, names,
+                                              self.registry.list_tags(self.settings.repository))
+        reports = [r for c in found for r in self._version(c.manifest, c.prefix, c.tag, c.version)]
         return FixesRun(tuple(reports), tuple(unpublished))
-
-    def _prefixes(self, m: Manifest) -> list[str]:
-        debug = [versioning.tag_prefix(m.name, debug=True)] if m.variant("debug") else []
-        return [m.name, *debug]
 
     def _version(self, m: Manifest, prefix: str, tag: str, version: str) -> list[FixesReport]:
         self.log.info("fixes", image=prefix, version=version)

@@ -20,10 +20,11 @@ from typing import Any, Literal, Protocol
 
 from factory.adapters.tools import Runner
 from factory.build import scan
-from factory.core import labels, log, versioning
+from factory.core import labels, log
 from factory.core.errors import FactoryError, VulnerableImages
 from factory.core.model import Manifest
 from factory.oci.registry import Registry, platform_digests
+from factory.security.check import current_versions
 from factory.spec import manifest
 from factory.spec.config import Settings
 from factory.trust import attest, sign
@@ -130,19 +131,8 @@ class Rescanner:
         self.log = log.get("scan")
 
     def run(self, names: Sequence[str] = ()) -> RescanRun:
-        manifest.select(self.manifests, names)  # an unknown name is a usage error with a hint
-        tags = self.registry.list_tags(self.repository)
-        out = RescanRun()
-        for name in names or sorted(self.manifests):
-            m = self.manifests[name]
-            prefixes = [m.name] + ([versioning.tag_prefix(m.name, debug=True)] if m.variant("debug") else [])
-            for prefix in prefixes:
-                current = versioning.latest(versioning.versions_in(tags, prefix), m.major, m.minor)
-                if current is None:
-                    out.unpublished.append(prefix)
-                else:
-                    out.images.append(self._image(m, prefix, versioning.immutable_tag(prefix, current), str(current)))
-        return out
+        found, unpublished = current_versions(self.manifests, names, self.registry.list_tags(self.repository))
+        return RescanRun([self._image(c.manifest, c.prefix, c.tag, c.version) for c in found], unpublished)
 
     def _image(self, m: Manifest, prefix: str, tag: str, version: str) -> ImageScan:
         self.log.info("rescan", image=prefix, version=version)

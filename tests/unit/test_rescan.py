@@ -18,19 +18,9 @@ from factory.security.rescan import Rescanner
 from factory.spec import manifest
 from factory.trust.verify import latest_scan
 from tests.unit.catalog_fakes import FakeRegistry, FakeSigner, settings
+from tests.unit.test_security_check import DEB, DIGEST
 
 AMD = "linux/amd64"
-DIGEST = "sha256:" + "1" * 64
-DEB = f"""\
-apiVersion: factory/v1
-name: deb
-version: "1.0"
-description: Debian 12
-upstream: {{image: 127.0.0.1:5000/upstream/debian, tag: "12", digest: "{DIGEST}"}}
-distro: debian
-release: "12"
-eol: "2027-03-31"
-"""
 OLD = Vulnerability("CVE-2099-0002", "base-files", "12.4", "", "HIGH", "")
 NEW = Vulnerability("CVE-2099-0004", "tar", "1.34", "9.9.9", "CRITICAL", "")
 
